@@ -1,0 +1,1 @@
+"""Edges: Kafka, PostgreSQL, HTTP API, CLI, Prometheus."""

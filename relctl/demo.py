@@ -1,0 +1,76 @@
+"""The guided scenario behind ``relctl demo``: what an operator does on day one.
+
+It talks to a running ``relctl up`` through the same client as every CLI command, so it shows
+the real API: two releases of a task, a rollout with a guard rule, an advance, a rollback, and
+the audit history that explains every step.
+"""
+
+import time
+from typing import Any
+
+from rich.console import Console
+
+SPEC = {
+    "prompt_template": "You are a QA analyst. Score the call transcript for empathy and "
+                       "resolution. Return JSON with score and categories.",
+    "model_provider": "openai", "model_name": "gpt-4o", "model_version": "gpt-4o-2024-08-06",
+    "temperature": 0.0, "seed": 42, "output_schema_version": "1",
+    "output_schema": {"type": "object", "required": ["score"],
+                      "properties": {"score": {"type": "number"},
+                                     "categories": {"type": "object"}}},
+    "known_limitations": ["short calls (< 30 s) score unreliably"],
+    "release_notes": {"what": "initial scoring prompt", "why": "launch",
+                      "expected_effect": "baseline", "customer_action": "none"},
+}
+
+
+def run_demo(client: Any, console: Console, output: str) -> None:
+    task = f"csat-demo-{int(time.time())}"
+    tenants = ["acme", "globex", "initech", "umbrella", "hooli", "stark"]
+
+    def step(title: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        if title:
+            console.rule(f"[bold]{title}")
+        result = client.call(method, path, body, params or None)
+        if output == "json":
+            console.print_json(data=result)
+        return result
+
+    step("1. create release v1 of " + task, "POST", "/v1/releases",
+         {"task": task, "spec": SPEC, "reason": "first scoring prompt"})
+    step("2. promote v1 to Stable and make it the default", "POST",
+         f"/v1/releases/{task}/1/promote", {"stage": "Stable", "reason": "passed regression"})
+    step("", "POST", f"/v1/tasks/{task}/default", {"release": 1, "reason": "launch"})
+    v2 = {**SPEC, "prompt_template": SPEC["prompt_template"] + " Penalise unresolved issues.",
+          "release_notes": {**SPEC["release_notes"], "what": "stricter resolution scoring"}}
+    step("3. create release v2 (new prompt) and promote it to Beta", "POST", "/v1/releases",
+         {"task": task, "spec": v2, "reason": "stricter resolution scoring"})
+    step("", "POST", f"/v1/releases/{task}/2/promote", {"stage": "Beta", "reason": "eval ok"})
+    guard = [{"name": "llm-errors", "metric": "llm_error_rate", "comparator": ">",
+              "threshold": 0.01, "min_samples": 200, "window_seconds": 600,
+              "for_seconds": 60, "gate_class": "RollbackTrigger"}]
+    plan = step("4. plan a 10 -> 25 -> 50 -> 100 rollout with a guard rule", "POST",
+                "/v1/rollouts", {"task": task, "candidate": 2, "guard_rules": guard,
+                                 "reason": "progressive rollout of v2"})
+    rollout = plan["aggregate"]["id"]
+    step("5. start and advance to 25%", "POST", f"/v1/rollouts/{rollout}/start",
+         {"reason": "canary"})
+    step("", "POST", f"/v1/rollouts/{rollout}/advance", {"reason": "canary healthy"})
+    console.rule("[bold]6. resolve: who runs what now")
+    for tenant in tenants:
+        result = client.call("GET", "/v1/resolve", None, {"tenant": tenant, "task": task})
+        console.print(f"  {tenant:10} -> v{result['release']} ({result['source']})")
+    step("7. roll back", "POST", f"/v1/rollouts/{rollout}/rollback",
+         {"reason": "complaints about harsher scores", "evidence": {"tickets": 3}})
+    again = client.call("POST", f"/v1/rollouts/{rollout}/rollback",
+                        {"reason": "double-click"}, None)
+    console.print(f"  a second rollback changes nothing: changed={again['changed']}")
+    console.rule("[bold]8. after rollback every tenant is on the baseline")
+    for tenant in tenants:
+        result = client.call("GET", "/v1/resolve", None, {"tenant": tenant, "task": task})
+        console.print(f"  {tenant:10} -> v{result['release']} ({result['source']})")
+    history = client.call("GET", f"/v1/rollouts/{rollout}/history", None, None)
+    console.rule("[bold]9. the rollout's audit history")
+    for event in history["events"]:
+        data = event["data"]
+        console.print(f"  {event['time']}  {event['type']:40} {data['actor']}: {data['reason']}")

@@ -1,0 +1,1 @@
+"""Configuration, wiring (one bootstrap) and the embedded stack launcher."""

@@ -1,0 +1,148 @@
+"""``relctl up``: the whole control plane in the foreground.
+
+Starts what is not configured externally (PostgreSQL, broker), then the relay and the API in
+one event loop. SIGINT or SIGTERM stops everything in reverse order, child processes included;
+the data directory keeps the database and the admin token between runs.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import uvicorn
+
+from relctl.adapters.http import create_api
+from relctl.infra.bootstrap import Runtime, bootstrap
+from relctl.infra.config import Settings
+from relctl.infra.embedded import EmbeddedBroker, EmbeddedPostgres
+
+logger = logging.getLogger("relctl")
+
+
+def write_secret(path: Path, value: str) -> None:
+    """Write ``value`` readable by the owner only (0600), never via a world-readable temp."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    path.chmod(0o600)
+
+
+def ensure_admin_token(runtime: Runtime, data_dir: Path, say: Callable[[str], None]) -> None:
+    if runtime.tokens.count() > 0:
+        return
+    token = runtime.tokens.create("admin", "admin", created_by="relctl up")
+    path = data_dir / "admin-token"
+    write_secret(path, token)
+    say(f"created the first admin token; it is in {path} (mode 0600). "
+        f"Use it with: export RELCTL_TOKEN=$(cat {path})")
+
+
+class Stack:
+    """The embedded services plus the bootstrapped runtime."""
+
+    def __init__(self, settings: Settings, say: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.say = say
+        self.postgres: EmbeddedPostgres | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.runtime: Runtime | None = None
+
+    def start_services(self) -> Settings:
+        data_dir = self.settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        settings = self.settings
+        if not settings.database_url:
+            self.postgres = EmbeddedPostgres(data_dir / "postgres")
+            settings = replace(settings, database_url=self.postgres.start())
+            self.say(f"embedded PostgreSQL running (data in {data_dir / 'postgres'})")
+        if not settings.kafka_bootstrap:
+            self.broker = EmbeddedBroker(log_path=data_dir / "broker.log")
+            settings = replace(settings, kafka_bootstrap=self.broker.start())
+            self.say(f"embedded Kafka-protocol broker (Tansu, memory storage) on "
+                     f"{settings.kafka_bootstrap}")
+        self.settings = settings
+        stack_file = data_dir / "stack.json"
+        stack_file.write_text(json.dumps({
+            "api_url": f"http://{settings.api_host}:{settings.api_port}",
+            "kafka_bootstrap": settings.kafka_bootstrap,
+            "topic_prefix": settings.topic_prefix, "pid": os.getpid(),
+        }))
+        return settings
+
+    def stop_services(self) -> None:
+        if self.runtime is not None:
+            with contextlib.suppress(Exception):
+                self.runtime.close()
+            self.runtime = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+
+    async def serve(self) -> None:
+        settings = self.start_services()
+        self.runtime = runtime = bootstrap(settings)
+        ensure_admin_token(runtime, settings.data_dir.resolve(), self.say)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        relay = runtime.relay
+        wake = (lambda: loop.call_soon_threadsafe(relay.wake)) if relay else (lambda: None)
+        api = create_api(runtime, on_change=wake)
+        server = uvicorn.Server(uvicorn.Config(
+            api, host=settings.api_host, port=settings.api_port, log_level="warning",
+            access_log=False, lifespan="off"))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        tasks = [asyncio.create_task(server.serve(), name="api")]
+        if relay:
+            tasks.append(asyncio.create_task(relay.run(stop), name="relay"))
+        self.say(f"relctl API on http://{settings.api_host}:{settings.api_port} "
+                 "(OpenAPI at /docs); Ctrl-C stops everything")
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception():
+                logger.error("component %s failed: %s", task.get_name(), task.exception())
+        stop.set()
+        server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        waiter.cancel()
+        self.say("relctl stopped")
+
+
+def run_up(settings: Settings) -> None:
+    stack = Stack(settings)
+    try:
+        asyncio.run(stack.serve())
+    finally:
+        stack.stop_services()
+
+
+def run_relay(settings: Settings) -> None:
+    """Only the relay, for deployments that run it as its own process."""
+    if not settings.database_url or not settings.kafka_bootstrap:
+        raise SystemExit("relctl relay needs RELCTL_DATABASE_URL and RELCTL_KAFKA_BOOTSTRAP")
+    runtime = bootstrap(settings)
+    assert runtime.relay is not None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.relay.run(stop)  # type: ignore[union-attr]
+
+    try:
+        asyncio.run(main())
+    finally:
+        runtime.close()

@@ -1,0 +1,68 @@
+"""Session-wide real infrastructure: one PostgreSQL and one Kafka-protocol broker per run.
+
+Each test gets its own database schema and topic prefix, so tests never see each other's data
+and the services start only once. Set RELCTL_TEST_DATABASE_URL to use an existing PostgreSQL
+(e.g. postgresql://postgres@127.0.0.1:5432/test) instead of the embedded one.
+"""
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from relctl.infra.config import Settings
+from relctl.infra.embedded import EmbeddedBroker, EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("RELCTL_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    instance = EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(pg_url: str, broker: EmbeddedBroker, unique: str, tmp_path: Path) -> Iterator[Settings]:
+    schema = f"t_{unique}"
+    yield Settings(
+        data_dir=tmp_path, database_url=pg_url, database_schema=schema,
+        kafka_bootstrap=broker.bootstrap, topic_prefix=f"t{unique}", relay_check_interval=0.5,
+    )
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
+               what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

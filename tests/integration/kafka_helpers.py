@@ -1,0 +1,51 @@
+"""Reading topics back in tests, with the real aiokafka client."""
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from relctl.adapters import cloudevents
+
+
+async def _read(bootstrap: str, topic: str, partitions: int, minimum: int,
+                timeout: float) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp_records in batch.values():
+                for record in tp_records:
+                    env = cloudevents.from_kafka(record.headers, record.value)
+                    env["_key"] = record.key.decode() if record.key else None
+                    env["_partition"] = record.partition
+                    env["_offset"] = record.offset
+                    records.append(env)
+            if len(records) >= minimum and not batch:
+                break
+        return records
+    finally:
+        await consumer.stop()
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int, minimum: int,
+               timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Every record of ``topic`` as CloudEvents dicts, once at least ``minimum`` have arrived."""
+    return asyncio.run(_read(bootstrap, topic, partitions, minimum, timeout))
+
+
+def first_seen_ids_by_key(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Per aggregate (Kafka key), the event ids in the order first seen (duplicates dropped)."""
+    by_key: dict[str, list[str]] = {}
+    for record in records:
+        ids = by_key.setdefault(record["_key"], [])
+        if record["id"] not in ids:
+            ids.append(record["id"])
+    return by_key
