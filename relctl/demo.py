@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "prompt_template": "You are a QA analyst. Score the call transcript for empathy and "
                        "resolution. Return JSON with score and categories.",
     "model_provider": "openai", "model_name": "gpt-4o", "model_version": "gpt-4o-2024-08-06",

@@ -48,7 +48,7 @@ class ControlPlane(Application[UUID]):
 
     def _load(self, aggregate_id: UUID, kind: type[A], what: str) -> A:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFoundError(f"{what} does not exist") from None
         except OperationalError as exc:

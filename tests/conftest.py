@@ -45,7 +45,9 @@ def unique() -> str:
 
 
 @pytest.fixture
-def settings(pg_url: str, broker: EmbeddedBroker, unique: str, tmp_path: Path) -> Iterator[Settings]:
+def settings(
+    pg_url: str, broker: EmbeddedBroker, unique: str, tmp_path: Path,
+) -> Iterator[Settings]:
     schema = f"t_{unique}"
     yield Settings(
         data_dir=tmp_path, database_url=pg_url, database_schema=schema,

@@ -111,7 +111,8 @@ def _load_json(path: Path) -> Any:
 
 @app.command()
 def up(
-    data_dir: Annotated[Path | None, typer.Option(help="where data and the admin token live")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="where data and the admin token live")] = None,
     api_port: Annotated[int | None, typer.Option(help="API port (default 8750)")] = None,
     api_host: Annotated[str | None, typer.Option(help="API bind address")] = None,
 ) -> None:

@@ -111,13 +111,13 @@ def data_schema(event_class: type) -> dict[str, Any]:
 
 def control_event_classes() -> list[type]:
     """Every event class the control aggregates record."""
+    from eventsourcing.domain import Aggregate, _created_event_classes
+
     from relctl.domain.blueprint import Blueprint
     from relctl.domain.release import Release
     from relctl.domain.rollout import Rollout
     from relctl.domain.task import Task
     from relctl.domain.tenant import Tenant
-
-    from eventsourcing.domain import Aggregate, _created_event_classes
 
     classes = []
     for aggregate in (Release, Blueprint, Tenant, Task, Rollout):

@@ -147,7 +147,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -> FastAPI:  # noqa: C901, PLR0915
+def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -> FastAPI:  # noqa: PLR0915
     """Build the FastAPI app over a bootstrapped runtime; ``on_change`` wakes the relay."""
     api = FastAPI(title="relctl", version="0.1.0",
                   description="Release authority for AI evaluation pipelines.")
@@ -178,7 +178,7 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
         return found
 
     def role(*allowed: str) -> Callable[..., Principal]:
-        def check(who: Principal = Depends(principal)) -> Principal:  # noqa: B008
+        def check(who: Principal = Depends(principal)) -> Principal:
             if who.role not in allowed:
                 raise errors.ForbiddenError(
                     f"role {who.role} may not do this; it needs one of {', '.join(allowed)}")
@@ -242,7 +242,7 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
         return {"actor": body.actor, "role": body.role, "tenants": body.tenants, "token": token}
 
     @api.get("/v1/whoami", tags=["auth"])
-    def whoami(who: Principal = Depends(principal)) -> dict[str, Any]:  # noqa: B008
+    def whoami(who: Principal = Depends(principal)) -> dict[str, Any]:
         return {"actor": who.actor, "role": who.role, "tenants": list(who.tenants)}
 
     # ---- releases and tasks --------------------------------------------------------------
@@ -408,7 +408,7 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
     def resolve(
         tenant: str = Query(...), task: str = Query(...),
         at: datetime | None = Query(None, description="conversation start (ISO 8601)"),
-        who: Principal = Depends(role(*RESOLVERS)),  # noqa: B008
+        who: Principal = Depends(role(*RESOLVERS)),
     ) -> Any:
         if not who.may_act_for(tenant):
             raise errors.ForbiddenError(f"producer {who.actor} may not act for tenant {tenant}")

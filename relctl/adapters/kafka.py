@@ -64,7 +64,7 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int
 
 
 async def ids_at(bootstrap: str, topic: str, offsets: dict[int, int],
-                 timeout: float = 3.0) -> dict[int, str | None]:
+                 wait_seconds: float = 3.0) -> dict[int, str | None]:
     """The CloudEvents id of the record at each (partition, offset), or None if it is gone.
 
     Reads the records themselves rather than trusting ListOffsets: it is the one check that
@@ -82,7 +82,7 @@ async def ids_at(bootstrap: str, topic: str, offsets: dict[int, int],
         for partition, offset in offsets.items():
             consumer.seek(tps[partition], offset)
         pending = set(offsets)
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + wait_seconds
         while pending and asyncio.get_running_loop().time() < deadline:
             batch = await consumer.getmany(*[tps[p] for p in pending], timeout_ms=200,
                                            max_records=1)

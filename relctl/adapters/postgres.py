@@ -46,7 +46,7 @@ class Database:
         try:
             with self.pool.connection() as conn, conn.cursor() as cur:
                 cur.execute(query, params)  # type: ignore[arg-type]
-                return list(cur.fetchall()) if cur.description else []
+                return list(cur.fetchall()) if cur.description else []  # type: ignore[arg-type]
         except (psycopg.OperationalError, TimeoutError) as exc:
             raise UnavailableError(f"database unavailable: {exc}") from exc
 

@@ -147,7 +147,8 @@ class Blueprint(ControlAggregate):
                     )
                 self._critical_confirmed(rule=key, actor=actor, reason=reason)
                 return
-        raise NotFoundError(f"no critical behaviour {stage}/{behaviour} in the draft of {self.name}")
+        raise NotFoundError(
+            f"no critical behaviour {stage}/{behaviour} in the draft of {self.name}")
 
     @event("CriticalRuleConfirmed")
     def _critical_confirmed(self, rule: str, actor: str, reason: str) -> None:
@@ -173,7 +174,8 @@ class Blueprint(ControlAggregate):
         digest = compiled_hash(self.draft)
         if self.versions and self.versions[-1]["compiled_hash"] == digest:
             raise ConflictError(
-                f"{self.name} draft is unchanged since {self.versions[-1]['id']}; nothing to publish"
+                f"{self.name} draft is unchanged since {self.versions[-1]['id']}; "
+                "nothing to publish"
             )
         number = len(self.versions) + 1
         self._published(

@@ -67,7 +67,7 @@ class ReleaseSpec:
         spec.validate()
         return spec
 
-    def validate(self) -> None:  # noqa: C901, PLR0912 - one flat list of independent rules
+    def validate(self) -> None:  # noqa: PLR0912 - one flat list of independent rules
         if not isinstance(self.prompt_template, str) or not self.prompt_template.strip():
             raise ValidationError("prompt_template must be non-empty text")
         for name in ("model_provider", "model_name", "model_version", "output_schema_version"):

@@ -14,8 +14,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import DomainEventProtocol
-
 from relctl.domain.base import ControlAggregate
 from relctl.domain.errors import NotFoundError
 from relctl.domain.ids import release_id, task_id, tenant_id
@@ -32,7 +30,7 @@ class ControlView:
         self.aggregates: dict[UUID, ControlAggregate] = {}
         self.last_timestamp: datetime | None = None
 
-    def apply(self, domain_event: DomainEventProtocol[UUID]) -> None:
+    def apply(self, domain_event: Any) -> None:
         current = self.aggregates.get(domain_event.originator_id)
         aggregate = domain_event.mutate(current)  # type: ignore[attr-defined]
         self.aggregates[domain_event.originator_id] = aggregate

@@ -7,6 +7,7 @@ no-op that says so, so redelivered decisions never produce a second event.
 """
 
 import hashlib
+from itertools import pairwise
 from typing import Any
 
 from eventsourcing.domain import event
@@ -41,7 +42,7 @@ def normalize_steps(steps: Any) -> tuple[str, list[Any]]:
     if all(isinstance(s, int | float) and not isinstance(s, bool) for s in steps):
         if any(not 0 < s <= 100 for s in steps):
             raise ValidationError("percentage steps must be in (0, 100]")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(steps)):
             raise ValidationError("percentage steps must strictly increase, e.g. 10, 25, 50, 100")
         if steps[-1] != 100:
             raise ValidationError("the last percentage step must be 100")

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,6 +41,15 @@ def ensure_admin_token(runtime: Runtime, data_dir: Path, say: Callable[[str], No
     write_secret(path, token)
     say(f"created the first admin token; it is in {path} (mode 0600). "
         f"Use it with: export RELCTL_TOKEN=$(cat {path})")
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn without its own signal capture: ``relctl up`` owns SIGINT/SIGTERM and stops
+    every component in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Stack:
@@ -97,12 +106,15 @@ class Stack:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         relay = runtime.relay
-        wake = (lambda: loop.call_soon_threadsafe(relay.wake)) if relay else (lambda: None)
+
+        def wake() -> None:
+            if relay is not None:
+                loop.call_soon_threadsafe(relay.wake)
+
         api = create_api(runtime, on_change=wake)
-        server = uvicorn.Server(uvicorn.Config(
+        server = ApiServer(uvicorn.Config(
             api, host=settings.api_host, port=settings.api_port, log_level="warning",
             access_log=False, lifespan="off"))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         tasks = [asyncio.create_task(server.serve(), name="api")]
         if relay:
             tasks.append(asyncio.create_task(relay.run(stop), name="relay"))

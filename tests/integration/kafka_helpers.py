@@ -10,7 +10,7 @@ from relctl.adapters import cloudevents
 
 
 async def _read(bootstrap: str, topic: str, partitions: int, minimum: int,
-                timeout: float) -> list[dict[str, Any]]:
+                wait_seconds: float) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -18,7 +18,7 @@ async def _read(bootstrap: str, topic: str, partitions: int, minimum: int,
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list[dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for tp_records in batch.values():

@@ -71,7 +71,8 @@ def test_rollout_rollback_and_resolve_through_the_api(api: httpx.Client) -> None
 
 def test_complete_makes_the_candidate_the_default(api: httpx.Client) -> None:
     rollout = task_with_rollout(api, "qa", steps=["internal", "general"])
-    ok(api.post("/v1/tenants", json={"key": "us", "cohort": "internal", "reason": "our team"}), 201)
+    ok(api.post("/v1/tenants", json={"key": "us", "cohort": "internal", "reason": "our team"}),
+       201)
     ok(api.post(f"/v1/rollouts/{rollout}/start", json={"reason": "stage A"}))
     assert ok(api.get("/v1/resolve", params={"tenant": "us", "task": "qa"}))["release"] == 2
     assert ok(api.get("/v1/resolve", params={"tenant": "them", "task": "qa"}))["release"] == 1
@@ -80,7 +81,8 @@ def test_complete_makes_the_candidate_the_default(api: httpx.Client) -> None:
     ok(api.post(f"/v1/rollouts/{rollout}/advance", json={"reason": "stage D"}))
     ok(api.post(f"/v1/rollouts/{rollout}/complete", json={"reason": "all good"}))
     assert ok(api.get("/v1/tasks/qa"))["default_release"] == 2
-    assert ok(api.get("/v1/resolve", params={"tenant": "them", "task": "qa"}))["source"] == "default"
+    after = ok(api.get("/v1/resolve", params={"tenant": "them", "task": "qa"}))
+    assert after["source"] == "default"
 
 
 def test_resolve_as_of_an_earlier_instant(api: httpx.Client) -> None:
@@ -197,7 +199,8 @@ def test_concurrent_conflicting_commands_one_wins_one_409(server: Server) -> Non
         barrier = threading.Barrier(2)
         statuses: list[int] = []
 
-        def plan(task: str = f"race{i}") -> None:
+        def plan(task: str = f"race{i}", barrier: threading.Barrier = barrier,
+                 statuses: list[int] = statuses) -> None:
             with server.client() as client:
                 barrier.wait()
                 response = client.post("/v1/rollouts", json={
@@ -215,7 +218,8 @@ def test_concurrent_conflicting_commands_one_wins_one_409(server: Server) -> Non
 def test_tenant_flags_overrides_pins_and_reset(api: httpx.Client) -> None:
     release(api, "ov")
     ok(api.post("/v1/tasks/ov/default", json={"release": 1, "reason": "launch"}))
-    ok(api.post("/v1/tenants", json={"key": "acme", "cohort": "closed_beta", "reason": "beta"}), 201)
+    ok(api.post("/v1/tenants", json={"key": "acme", "cohort": "closed_beta", "reason": "beta"}),
+       201)
     flip = ok(api.post("/v1/tenants/acme/flags/enable_blueprint_production_eval",
                        json={"enabled": True, "reason": "confirmed import"}))
     assert flip["aggregate"]["flags"]["enable_blueprint_production_eval"] is True

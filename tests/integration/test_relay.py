@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,7 +23,8 @@ def store_ids_by_aggregate(runtime: Runtime) -> dict[str, list[str]]:
     notifications = runtime.app.recorder.select_notifications(start=1, limit=100_000)
     by_key: dict[str, list[str]] = {}
     for n in notifications:
-        by_key.setdefault(str(n.originator_id), []).append(f"{n.originator_id}:{n.originator_version}")
+        event_id = f"{n.originator_id}:{n.originator_version}"
+        by_key.setdefault(str(n.originator_id), []).append(event_id)
     return by_key
 
 
@@ -79,7 +79,7 @@ def test_every_stored_event_reaches_the_topic_in_order_with_its_id(runtime: Runt
 
 
 @pytest.fixture
-def relay_env(settings: Settings) -> Iterator[dict[str, str]]:
+def relay_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "RELCTL_DATABASE_URL": settings.database_url or "",
@@ -88,7 +88,7 @@ def relay_env(settings: Settings) -> Iterator[dict[str, str]]:
         "RELCTL_TOPIC_PREFIX": settings.topic_prefix,
         "RELCTL_RELAY_BATCH_SIZE": "20",
     })
-    yield env
+    return env
 
 
 def _start_relay_process(env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -1,0 +1,148 @@
+"""The whole stack as a new user runs it: `relctl up` on the embedded default, driven by the CLI."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from relctl.infra.embedded import free_port
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.e2e
+
+SPEC = {
+    "prompt_template": "Score the call.", "model_provider": "openai", "model_name": "gpt-4o",
+    "model_version": "gpt-4o-2024-08-06", "temperature": 0.0, "seed": 7,
+    "output_schema": {"type": "object", "properties": {"score": {"type": "number"}}},
+    "output_schema_version": "1",
+}
+
+
+class Stack:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("RELCTL_DATABASE_URL", "RELCTL_KAFKA_BOOTSTRAP", "RELCTL_TOKEN")}
+        self.process: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    def up(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "relctl.adapters.cli", "up", "--data-dir", str(self.data_dir),
+             "--api-port", str(self.port)],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_until(self._healthy, timeout=60, interval=0.2, what="relctl up")
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"relctl up exited: {self.process.stdout.read()}")  # type: ignore[union-attr]
+        try:
+            return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def down(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=30)
+        self.output += out
+        return self.process.returncode
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    def cli(self, *args: str, token: str | None = None) -> tuple[int, Any, str]:
+        env = {**self.env, "RELCTL_API_URL": self.url, "RELCTL_TOKEN": token or self.token}
+        done = subprocess.run([sys.executable, "-m", "relctl.adapters.cli", *args, "-o", "json"],
+                              env=env, capture_output=True, text=True, timeout=60, check=False)
+        try:
+            payload = json.loads(done.stdout) if done.stdout.strip() else None
+        except ValueError:
+            payload = done.stdout
+        return done.returncode, payload, done.stderr
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    instance = Stack(tmp_path / "data")
+    yield instance
+    if instance.process and instance.process.poll() is None:
+        instance.process.kill()
+
+
+def test_operator_scenario_over_the_cli_then_clean_stop_and_restart(
+    stack: Stack, tmp_path: Path,
+) -> None:
+    stack.up()
+    token_file = stack.data_dir / "admin-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    spec_file = tmp_path / "v1.json"
+    spec_file.write_text(json.dumps(SPEC))
+    spec2 = tmp_path / "v2.json"
+    spec2.write_text(json.dumps({**SPEC, "prompt_template": "Score the call, strictly."}))
+
+    def cli_ok(*args: str) -> Any:
+        code, payload, err = stack.cli(*args)
+        assert code == 0, err
+        return payload
+
+    cli_ok("release", "create", "csat", "-f", str(spec_file), "-r", "first prompt")
+    cli_ok("release", "promote", "csat", "1", "Stable", "-r", "regression passed")
+    cli_ok("release", "set-default", "csat", "1", "-r", "launch")
+    cli_ok("release", "create", "csat", "-f", str(spec2), "-r", "stricter")
+    cli_ok("release", "promote", "csat", "2", "Beta", "-r", "eval bundle ok")
+    plan = cli_ok("rollout", "plan", "csat", "2", "--steps", "10,25,50,100", "-r", "progressive")
+    rollout = plan["aggregate"]["id"]
+    cli_ok("rollout", "start", rollout, "-r", "canary")
+    cli_ok("rollout", "advance", rollout, "-r", "healthy")
+    assert cli_ok("rollout", "show", rollout)["current_step"] == 25
+    assert cli_ok("rollout", "rollback", rollout, "-r", "complaints")["changed"] is True
+    assert cli_ok("rollout", "rollback", rollout, "-r", "again")["changed"] is False
+    resolved = cli_ok("resolve", "acme", "csat")
+    assert (resolved["release"], resolved["source"]) == (1, "default")
+    history = cli_ok("rollout", "history", rollout)["events"]
+    assert [e["type"].split(".")[-2] for e in history] == [
+        "planned", "started", "step_advanced", "rolled_back"]
+
+    # Exit codes tell scripts what went wrong.
+    assert stack.cli("release", "show", "csat", "9")[0] == 5
+    assert stack.cli("rollout", "advance", rollout, "-r", "after rollback")[0] == 4
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**SPEC, "model_version": "latest"}))
+    code, _, err = stack.cli("release", "create", "csat", "-f", str(bad), "-r", "alias")
+    assert code == 3 and "alias" in err
+    assert stack.cli("task", "show", "csat", token="rk_wrong")[0] == 6
+
+    # Ctrl-C / SIGTERM stops everything, child processes included.
+    assert stack.process is not None
+    children = psutil.Process(stack.process.pid).children(recursive=True)
+    assert children, "the embedded broker runs as a child"
+    assert stack.down() == 0
+    assert stack.token not in stack.output, "the admin token is never printed"
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert not (stack.data_dir / "postgres" / "postmaster.pid").exists()
+    assert stack.cli("task", "show", "csat")[0] == 7, "API down means 'unavailable'"
+
+    # Data persists in the data directory; the admin token is not re-created.
+    token_before = stack.token
+    stack.up()
+    assert stack.token == token_before
+    assert cli_ok("task", "show", "csat")["default_release"] == 1
+    started = time.monotonic()
+    assert stack.down() == 0
+    assert time.monotonic() - started < 30
