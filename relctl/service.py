@@ -58,6 +58,8 @@ class ControlPlane(Application[UUID]):
         return aggregate
 
     def _save(self, *aggregates: ControlAggregate) -> None:
+        """Save atomically. Pass aggregates in the order their events were triggered, so the
+        notification log's order agrees with the events' timestamps (time-travel relies on it)."""
         try:
             self.save(*aggregates)
         except IntegrityError:
@@ -274,7 +276,7 @@ class ControlPlane(Application[UUID]):
         rollout = Rollout.plan(task, baseline, candidate, steps, guard_rules, shadow,
                                actor=actor, reason=reason)
         index.open_rollout(rollout.id, actor=actor, reason=reason)
-        self._save(index, rollout)
+        self._save(rollout, index)
         return _outcome(rollout)
 
     def _rollout_command(
@@ -291,7 +293,7 @@ class ControlPlane(Application[UUID]):
             index = self.task(rollout.task)
             new_default = rollout.candidate if rollout.state == "Completed" else None
             index.close_rollout(rollout.id, rollout.state, new_default, actor=actor, reason=reason)
-            self._save(index, rollout)
+            self._save(rollout, index)
         else:
             self._save(rollout)
         return _outcome(rollout)

@@ -37,6 +37,7 @@ STATUS = {
     errors.UnauthorizedError: 401, errors.ForbiddenError: 403, errors.UnavailableError: 503,
 }
 
+TOKEN_CACHE_SECONDS = 2.0
 WRITERS = ("admin", "operator")
 READERS = ("admin", "operator", "auditor")
 RESOLVERS = ("admin", "operator", "auditor", "producer")
@@ -167,18 +168,31 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
             for p in problems)
         return _error(422, "validation_error", f"invalid request: {detail}")
 
-    def principal(authorization: str | None = Header(None)) -> Principal:
+    cache: dict[str, tuple[Principal, float]] = {}
+
+    async def principal(authorization: str | None = Header(None)) -> Principal:
+        """Authenticate the bearer token; a positive answer is cached for TOKEN_CACHE_SECONDS,
+        which is therefore the longest a revoked token keeps working."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise errors.UnauthorizedError(
                 "missing bearer token: send 'Authorization: Bearer <token>' (relctl reads "
                 "RELCTL_TOKEN)")
-        found = runtime.tokens.authenticate(authorization[7:].strip())
+        token = authorization[7:].strip()
+        hit = cache.get(token)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        found = await asyncio.to_thread(runtime.tokens.authenticate, token)
         if found is None:
+            cache.pop(token, None)
             raise errors.UnauthorizedError("unknown or revoked token")
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[token] = (found, now + TOKEN_CACHE_SECONDS)
         return found
 
-    def role(*allowed: str) -> Callable[..., Principal]:
-        def check(who: Principal = Depends(principal)) -> Principal:
+    def role(*allowed: str) -> Callable[..., Any]:
+        async def check(who: Principal = Depends(principal)) -> Principal:
             if who.role not in allowed:
                 raise errors.ForbiddenError(
                     f"role {who.role} may not do this; it needs one of {', '.join(allowed)}")

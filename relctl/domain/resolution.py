@@ -114,7 +114,9 @@ def _choose(
     rollout = view.rollout(task.active_rollout) if task.active_rollout else None
     if rollout is not None and rollout.state != "Planned":
         cohort = tenant.cohort if tenant else None
-        inside = rollout.includes(tenant_key, cohort)
+        # A Completed rollout served its candidate to everyone; its task may still point at it
+        # for an instant (the task's RolloutClosed event is stamped after the rollout's).
+        inside = rollout.includes(tenant_key, cohort) or rollout.state == "Completed"
         info = {"id": str(rollout.id), "state": rollout.state, "step": rollout.current_step,
                 "step_index": rollout.step_index, "in_step": inside, "shadow": rollout.shadow}
         where = (f"bucket {tenant_bucket(task.key, tenant_key):.2f} vs {rollout.current_step}%"

@@ -47,9 +47,8 @@ class ControlState:
         with self._lock:
             events = list(self.events)
         for domain_event in events:
-            if domain_event.timestamp > at:
-                break
-            view.apply(domain_event)
+            if domain_event.timestamp <= at:
+                view.apply(domain_event)
         return view
 
     def resolve(self, tenant: str, task: str, at: datetime | None = None) -> Resolution:

@@ -1,0 +1,116 @@
+"""Shared builders for the unit tests: valid inputs, an in-memory app, and event folding.
+
+The app is the library's in-memory (POPO) persistence, not a mock: commands really go through
+the aggregates, the mapper and the recorder, so event counts and replays are real.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from relctl.domain.resolution import ControlView
+from relctl.service import ControlPlane
+
+ACTOR = "alice"
+OTHER = "bob"
+REASON = "because we need it"
+TASK = "csat-scoring"
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"score": {"type": "number"}, "summary": {"type": "string"}},
+    "required": ["score"],
+}
+
+# Commands without an actor, or without a reason of at least three characters.
+BAD_ATTRIBUTIONS = [
+    ("", REASON),
+    ("   ", REASON),
+    (None, REASON),
+    (ACTOR, ""),
+    (ACTOR, "ab"),
+    (ACTOR, "  a  "),
+    (ACTOR, None),
+]
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    """A valid release spec as a plain dict (what the API receives)."""
+    data: dict[str, Any] = {
+        "prompt_template": "Score the call {transcript}",
+        "model_provider": "openai",
+        "model_name": "gpt-4o",
+        "model_version": "gpt-4o-2024-08-06",
+        "temperature": 0.2,
+        "seed": 7,
+        "output_schema": SCHEMA,
+        "output_schema_version": "1.0",
+    }
+    data.update(overrides)
+    return data
+
+
+def stages(
+    weights: tuple[Any, ...] = (50, 50),
+    behaviour_weights: tuple[Any, ...] = (100,),
+    critical: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """A blueprint stage list: one stage per weight, behaviours b0..bn per stage.
+
+    ``critical`` maps "stage/behaviour" to the rule text of a critical behaviour.
+    """
+    critical = critical or {}
+    result = []
+    for i, weight in enumerate(weights):
+        behaviours = []
+        for j, bweight in enumerate(behaviour_weights):
+            key = f"s{i}/b{j}"
+            behaviour: dict[str, Any] = {"name": f"b{j}", "weight": bweight}
+            if key in critical:
+                behaviour.update(critical=True, rule=critical[key])
+            behaviours.append(behaviour)
+        result.append({"name": f"s{i}", "weight": weight, "behaviours": behaviours})
+    return result
+
+
+def new_app() -> ControlPlane:
+    return ControlPlane(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+
+def notification_count(app: ControlPlane) -> int:
+    return len(app.recorder.select_notifications(start=1, limit=10_000))
+
+
+def stored_events(app: ControlPlane) -> list[Any]:
+    """Every stored domain event, in store order."""
+    return [
+        app.mapper.to_domain_event(n)
+        for n in app.recorder.select_notifications(start=1, limit=10_000)
+    ]
+
+
+def fold(events: Iterable[Any], until: datetime | None = None) -> ControlView:
+    """A fresh ControlView of the events recorded at or before ``until`` (all if None)."""
+    view = ControlView()
+    for domain_event in events:
+        if until is None or domain_event.timestamp <= until:
+            view.apply(domain_event)
+    return view
+
+
+def released_task(
+    app: ControlPlane, task: str = TASK, count: int = 3, default: int | None = 1,
+    stage: str = "Beta",
+) -> None:
+    """A task with ``count`` non-breaking releases, all promoted to ``stage``."""
+    for number in range(1, count + 1):
+        app.create_release(task, spec(prompt_template=f"prompt v{number}"), ACTOR, REASON)
+        if stage != "Draft":
+            app.promote_release(task, number, stage, ACTOR, REASON)
+    if default is not None:
+        app.set_default_release(task, default, ACTOR, REASON)
+
+
+def rollout_id(outcome: dict[str, Any]) -> UUID:
+    return UUID(outcome["aggregate"]["id"])
