@@ -93,8 +93,8 @@ def from_kafka(headers: typing.Sequence[tuple[str, bytes]], value: bytes) -> dic
     return env
 
 
-def data_schema(event_class: type) -> dict[str, Any]:
-    """JSON Schema of an event's ``data``, derived from the event class's annotations."""
+def data_model(event_class: type) -> type[pydantic.BaseModel]:
+    """A pydantic model of an event's ``data``, derived from the event class's annotations."""
     hints = typing.get_type_hints(event_class)
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(event_class):
@@ -102,8 +102,14 @@ def data_schema(event_class: type) -> dict[str, Any]:
             continue
         fields[field.name] = (hints[field.name], ...)
     fields["schema_version"] = (typing.Literal[schema_version(event_class)], ...)
-    model = pydantic.create_model(event_type(event_class), **fields)  # type: ignore[call-overload]
-    schema: dict[str, Any] = model.model_json_schema()
+    model: type[pydantic.BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
+        event_type(event_class), __config__=pydantic.ConfigDict(extra="forbid"), **fields)
+    return model
+
+
+def data_schema(event_class: type) -> dict[str, Any]:
+    """JSON Schema of an event's ``data``: what consumers of ``relctl.control`` can rely on."""
+    schema: dict[str, Any] = data_model(event_class).model_json_schema()
     schema["$id"] = f"urn:relctl:schema:{event_type(event_class)}"
     schema["description"] = f"data of {event_class.__qualname__} events recorded by relctl"
     return schema
