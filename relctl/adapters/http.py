@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from relctl.adapters import cloudevents
+from relctl.adapters.auth import READERS, RESOLVERS, WRITERS, Authenticator
 from relctl.adapters.kafka import existing_topics
 from relctl.adapters.postgres import Principal
 from relctl.domain import errors
@@ -37,10 +38,6 @@ STATUS = {
     errors.UnauthorizedError: 401, errors.ForbiddenError: 403, errors.UnavailableError: 503,
 }
 
-TOKEN_CACHE_SECONDS = 2.0
-WRITERS = ("admin", "operator")
-READERS = ("admin", "operator", "auditor")
-RESOLVERS = ("admin", "operator", "auditor", "producer")
 
 
 class Body(BaseModel):
@@ -168,40 +165,10 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
             for p in problems)
         return _error(422, "validation_error", f"invalid request: {detail}")
 
-    cache: dict[str, tuple[Principal, float]] = {}
-
-    async def principal(authorization: str | None = Header(None)) -> Principal:
-        """Authenticate the bearer token; a positive answer is cached for TOKEN_CACHE_SECONDS,
-        which is therefore the longest a revoked token keeps working."""
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise errors.UnauthorizedError(
-                "missing bearer token: send 'Authorization: Bearer <token>' (relctl reads "
-                "RELCTL_TOKEN)")
-        token = authorization[7:].strip()
-        hit = cache.get(token)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        found = await asyncio.to_thread(runtime.tokens.authenticate, token)
-        if found is None:
-            cache.pop(token, None)
-            raise errors.UnauthorizedError("unknown or revoked token")
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[token] = (found, now + TOKEN_CACHE_SECONDS)
-        return found
-
-    def role(*allowed: str) -> Callable[..., Any]:
-        async def check(who: Principal = Depends(principal)) -> Principal:
-            if who.role not in allowed:
-                raise errors.ForbiddenError(
-                    f"role {who.role} may not do this; it needs one of {', '.join(allowed)}")
-            return who
-        return check
-
-    writer = Depends(role(*WRITERS))
-    reader = Depends(role(*READERS))
-    admin = Depends(role("admin"))
+    auth = Authenticator(runtime.tokens)
+    writer = auth.role(*WRITERS)
+    reader = auth.role(*READERS)
+    admin = auth.role("admin")
 
     def run(command: str, call: Callable[[], Any]) -> Any:
         started = time.perf_counter()
@@ -256,7 +223,7 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
         return {"actor": body.actor, "role": body.role, "tenants": body.tenants, "token": token}
 
     @api.get("/v1/whoami", tags=["auth"])
-    def whoami(who: Principal = Depends(principal)) -> dict[str, Any]:
+    def whoami(who: Principal = Depends(auth.principal)) -> dict[str, Any]:
         return {"actor": who.actor, "role": who.role, "tenants": list(who.tenants)}
 
     # ---- releases and tasks --------------------------------------------------------------
@@ -422,7 +389,7 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
     def resolve(
         tenant: str = Query(...), task: str = Query(...),
         at: datetime | None = Query(None, description="conversation start (ISO 8601)"),
-        who: Principal = Depends(role(*RESOLVERS)),
+        who: Principal = auth.role(*RESOLVERS),
     ) -> Any:
         if not who.may_act_for(tenant):
             raise errors.ForbiddenError(f"producer {who.actor} may not act for tenant {tenant}")
