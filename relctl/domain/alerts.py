@@ -1,0 +1,130 @@
+"""Platform alert rules (seed 002 §4.2) with hysteresis, as a pure state machine.
+
+An alert fires when its condition has held for ``for_seconds`` with enough samples, and
+resolves only when the value has been back on the safe side of the threshold by a margin
+(``hysteresis``, a fraction of the threshold) for ``resolve_seconds``. A flapping metric
+therefore produces one fired/resolved pair, not a storm. ``relative`` rules compare the current
+window with the one before it (a drop or a spike).
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from relctl.domain.guard_eval import COMPARE
+from relctl.domain.metrics import WindowStats, metric_value
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    name: str
+    metric: str
+    comparator: str
+    threshold: float
+    window_seconds: float = 600.0
+    for_seconds: float = 0.0
+    min_samples: int = 50
+    relative: bool = False
+    hysteresis: float = 0.1
+    resolve_seconds: float = 60.0
+    severity: str = "warning"
+    summary: str = ""
+
+
+# Seed 002 §4.2, "Alerts (must configure)". Durations the seed leaves open are chosen here and
+# can be overridden with RELCTL_ALERT_RULES (a JSON list of rules).
+DEFAULT_RULES = (
+    AlertRule("llm-error-rate", "llm_error_rate", ">", 0.01, 600, 600, 100,
+              severity="critical", summary="LLM error rate > 1% for 10 min"),
+    AlertRule("transcription-errors", "transcription_error_rate", ">", 0.02, 600, 60, 100,
+              summary="Transcription vendor error > 2%"),
+    AlertRule("confidence-drop", "confidence_mean", "<", -0.10, 600, 60, 100, relative=True,
+              summary="Confidence score anomaly (drop > 10%)"),
+    AlertRule("human-review-rate", "human_review_rate", ">", 0.20, 600, 60, 100,
+              summary="Human review rate > 20% unexpectedly"),
+    AlertRule("sandbox-failures", "sandbox_failure_rate", ">", 0.05, 600, 60, 20,
+              summary="Sandbox run failures > 5%"),
+    AlertRule("token-spike", "tokens_per_eval", ">", 0.40, 600, 60, 100, relative=True,
+              summary="Cost anomaly: tokens spike > 40%"),
+    AlertRule("queue-backlog", "queue_depth_max", ">", 200, 300, 0, 1,
+              summary="Queue backlog > 200 jobs"),
+)
+
+
+def load_rules(path: str | None) -> tuple[AlertRule, ...]:
+    if not path:
+        return DEFAULT_RULES
+    return tuple(AlertRule(**item) for item in json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class AlertState:
+    status: str = "inactive"  # inactive | pending | firing
+    since: float | None = None
+    fired_at: float | None = None
+    clear_since: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> "AlertState":
+        return cls(**data) if data else cls()
+
+
+@dataclass(frozen=True)
+class AlertTransition:
+    """``fired`` or ``resolved``, with the evidence that caused it."""
+
+    kind: str
+    rule: AlertRule
+    value: float | None
+    samples: int
+    at: float
+    fired_at: float
+
+
+def measure(rule: AlertRule, current: WindowStats,
+            previous: WindowStats | None) -> tuple[float | None, int]:
+    value, samples = metric_value(rule.metric, current, None, rule.window_seconds)
+    if not rule.relative or value is None:
+        return value, samples
+    before, before_samples = (metric_value(rule.metric, previous, None, rule.window_seconds)
+                              if previous is not None else (None, 0))
+    if not before or before_samples < rule.min_samples:
+        return None, 0
+    return (value - before) / abs(before), min(samples, before_samples)
+
+
+def _clear(rule: AlertRule, value: float) -> bool:
+    """On the safe side of the threshold by the hysteresis margin."""
+    margin = abs(rule.threshold) * rule.hysteresis
+    if rule.comparator in (">", ">="):
+        return value < rule.threshold - margin
+    return value > rule.threshold + margin
+
+
+def step(
+    rule: AlertRule, value: float | None, samples: int, now: float, state: AlertState,
+) -> tuple[AlertState, AlertTransition | None]:
+    """Advance one alert's state machine by one observation."""
+    enough = value is not None and samples >= rule.min_samples
+    breached = enough and COMPARE[rule.comparator](value, rule.threshold)  # type: ignore[arg-type]
+    if state.status == "firing":
+        if enough and not breached and _clear(rule, value):  # type: ignore[arg-type]
+            clear_since = state.clear_since if state.clear_since is not None else now
+            if now - clear_since >= rule.resolve_seconds:
+                resolved = AlertTransition("resolved", rule, value, samples, now,
+                                           state.fired_at or now)
+                return AlertState(), resolved
+            return replace(state, clear_since=clear_since), None
+        return replace(state, clear_since=None), None
+    if not breached:
+        return AlertState(), None
+    since = state.since if state.since is not None else now
+    if now - since >= rule.for_seconds:
+        fired = AlertTransition("fired", rule, value, samples, now, now)
+        return AlertState(status="firing", since=since, fired_at=now), fired
+    return AlertState(status="pending", since=since), None

@@ -1,0 +1,225 @@
+"""Mergeable window statistics for evaluations, and the metrics guards and alerts read.
+
+Stats for one (scope, time bucket) are sums and counts plus DDSketch quantile sketches (a
+maintained, mergeable sketch with a relative-accuracy guarantee), so partial aggregates built on
+different partitions or workers merge exactly, and a window is the merge of its buckets.
+"""
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ddsketch import DDSketch
+from ddsketch.pb.ddsketch_pb2 import DDSketch as DDSketchMessage
+from ddsketch.pb.proto import DDSketchProto
+
+RELATIVE_ACCURACY = 0.01
+SKETCHES = ("latency", "queue_wait", "confidence")
+COUNTERS = (
+    "count", "llm_error", "timeout", "transcription_error", "fallback", "schema_invalid",
+    "repaired", "human_review", "tokens", "cost", "confidence_sum", "confidence_n",
+    "score_sum", "score_n", "human_n", "human_delta_sum", "human_abs_delta_sum",
+    "category_total", "category_agree", "critical_labelled", "critical_fp", "critical_fn",
+    "sandbox_n", "sandbox_failed", "shadow_pairs", "shadow_delta_sum",
+)
+
+
+def _sketch() -> DDSketch:
+    return DDSketch(RELATIVE_ACCURACY)
+
+
+@dataclass
+class WindowStats:
+    """Aggregates of the evaluations of one scope in one time bucket (or a merged window)."""
+
+    count: int = 0
+    llm_error: int = 0
+    timeout: int = 0
+    transcription_error: int = 0
+    fallback: int = 0
+    schema_invalid: int = 0
+    repaired: int = 0
+    human_review: int = 0
+    tokens: float = 0.0
+    cost: float = 0.0
+    confidence_sum: float = 0.0
+    confidence_n: int = 0
+    score_sum: float = 0.0
+    score_n: int = 0
+    human_n: int = 0
+    human_delta_sum: float = 0.0
+    human_abs_delta_sum: float = 0.0
+    category_total: int = 0
+    category_agree: int = 0
+    critical_labelled: int = 0
+    critical_fp: int = 0
+    critical_fn: int = 0
+    sandbox_n: int = 0
+    sandbox_failed: int = 0
+    shadow_pairs: int = 0
+    shadow_delta_sum: float = 0.0
+    queue_depth_max: int = 0
+    latency: DDSketch = field(default_factory=_sketch)
+    queue_wait: DDSketch = field(default_factory=_sketch)
+    confidence: DDSketch = field(default_factory=_sketch)
+
+    def add(self, record: Any) -> None:  # noqa: PLR0912, PLR0915 - one flat pass per record
+        """Fold one evaluation (an EvaluationRecord or anything with its attributes) in."""
+        self.count += 1
+        outcome = record.outcome
+        if outcome != "ok":
+            if outcome == "llm_error":
+                self.llm_error += 1
+            elif outcome == "timeout":
+                self.timeout += 1
+            elif outcome == "transcription_error":
+                self.transcription_error += 1
+        if record.arm == "sandbox":
+            self.sandbox_n += 1
+            if outcome != "ok":
+                self.sandbox_failed += 1
+        if record.fallback_used:
+            self.fallback += 1
+        if not record.schema_valid:
+            self.schema_invalid += 1
+        if record.repaired:
+            self.repaired += 1
+        if record.human_review_requested:
+            self.human_review += 1
+        self.tokens += record.tokens
+        self.cost += record.cost_usd
+        self.latency.add(max(record.latency_ms, 0.0))
+        self.queue_wait.add(max(record.queue_wait_ms, 0.0))
+        if record.queue_depth is not None and record.queue_depth > self.queue_depth_max:
+            self.queue_depth_max = record.queue_depth
+        if record.confidence is not None:
+            self.confidence_sum += record.confidence
+            self.confidence_n += 1
+            self.confidence.add(record.confidence)
+        if record.score is not None:
+            self.score_sum += record.score
+            self.score_n += 1
+            if record.human_score is not None:
+                delta = record.score - record.human_score
+                self.human_n += 1
+                self.human_delta_sum += delta
+                self.human_abs_delta_sum += abs(delta)
+        if record.human_categories is not None:
+            for name, label in record.human_categories.items():
+                self.category_total += 1
+                if record.categories.get(name) == label:
+                    self.category_agree += 1
+        if record.human_critical is not None:
+            self.critical_labelled += 1
+            detected, truth = set(record.critical_detections), set(record.human_critical)
+            if detected - truth:
+                self.critical_fp += 1
+            if truth - detected:
+                self.critical_fn += 1
+
+    def add_shadow_pair(self, delta: float) -> None:
+        """A paired comparison: shadow score minus production score of the same call."""
+        self.shadow_pairs += 1
+        self.shadow_delta_sum += delta
+
+    def merge(self, other: "WindowStats") -> "WindowStats":
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.queue_depth_max = max(self.queue_depth_max, other.queue_depth_max)
+        for name in SKETCHES:
+            theirs = getattr(other, name)
+            if theirs.count:
+                getattr(self, name).merge(theirs)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
+        data["queue_depth_max"] = self.queue_depth_max
+        for name in SKETCHES:
+            sketch = getattr(self, name)
+            if sketch.count:
+                blob = DDSketchProto.to_proto(sketch).SerializeToString()
+                data[name] = base64.b64encode(blob).decode()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "WindowStats":
+        stats = cls(**{name: data.get(name, 0) for name in (*COUNTERS, "queue_depth_max")})
+        for name in SKETCHES:
+            if data.get(name):
+                message = DDSketchMessage()
+                message.ParseFromString(base64.b64decode(data[name]))
+                setattr(stats, name, DDSketchProto.from_proto(message))
+        return stats
+
+    @classmethod
+    def merged(cls, parts: Iterable["WindowStats"]) -> "WindowStats":
+        total = cls()
+        for part in parts:
+            total.merge(part)
+        return total
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _quantile(sketch: DDSketch, q: float) -> float | None:
+    value = sketch.get_quantile_value(q) if sketch.count else None
+    return float(value) if value is not None else None
+
+
+def metric_value(
+    metric: str, stats: WindowStats, baseline: WindowStats | None = None,
+    window_seconds: float = 60.0,
+) -> tuple[float | None, int]:
+    """(value, number of samples behind it) of ``metric`` over ``stats``; None if it cannot be
+    computed from the evidence (that is Inconclusive, never Passed)."""
+    n = stats.count
+    simple = {
+        "llm_error_rate": (lambda: _ratio(stats.llm_error, n), n),
+        "timeout_rate": (lambda: _ratio(stats.timeout, n), n),
+        "transcription_error_rate": (lambda: _ratio(stats.transcription_error, n), n),
+        "fallback_rate": (lambda: _ratio(stats.fallback, n), n),
+        "human_review_rate": (lambda: _ratio(stats.human_review, n), n),
+        "schema_invalid_rate": (lambda: _ratio(stats.schema_invalid, n), n),
+        "repair_rate": (lambda: _ratio(stats.repaired, n), n),
+        "sandbox_failure_rate": (lambda: _ratio(stats.sandbox_failed, stats.sandbox_n),
+                                 stats.sandbox_n),
+        "category_agreement": (lambda: _ratio(stats.category_agree, stats.category_total),
+                               stats.category_total),
+        "critical_false_positive_rate": (
+            lambda: _ratio(stats.critical_fp, stats.critical_labelled), stats.critical_labelled),
+        "critical_false_negative_rate": (
+            lambda: _ratio(stats.critical_fn, stats.critical_labelled), stats.critical_labelled),
+        "latency_p50_ms": (lambda: _quantile(stats.latency, 0.5), n),
+        "latency_p95_ms": (lambda: _quantile(stats.latency, 0.95), n),
+        "queue_wait_p95_ms": (lambda: _quantile(stats.queue_wait, 0.95), n),
+        "tokens_per_eval": (lambda: _ratio(stats.tokens, n), n),
+        "cost_per_eval": (lambda: _ratio(stats.cost, n), n),
+        "confidence_mean": (lambda: _ratio(stats.confidence_sum, stats.confidence_n),
+                            stats.confidence_n),
+        "score_mean": (lambda: _ratio(stats.score_sum, stats.score_n), stats.score_n),
+        "score_delta_human": (lambda: _ratio(stats.human_delta_sum, stats.human_n),
+                              stats.human_n),
+        "abs_score_delta_human": (lambda: _ratio(stats.human_abs_delta_sum, stats.human_n),
+                                  stats.human_n),
+        "score_delta_shadow": (lambda: _ratio(stats.shadow_delta_sum, stats.shadow_pairs),
+                               stats.shadow_pairs),
+        "evaluations_per_minute": (lambda: n / (window_seconds / 60.0), n),
+        "queue_depth_max": (lambda: float(stats.queue_depth_max) if n else None, n),
+    }
+    if metric in simple:
+        compute, samples = simple[metric]
+        return compute(), samples
+    if metric == "score_delta_baseline":
+        if baseline is None or not stats.score_n or not baseline.score_n:
+            return None, 0
+        delta = stats.score_sum / stats.score_n - baseline.score_sum / baseline.score_n
+        return delta, min(stats.score_n, baseline.score_n)
+    raise KeyError(f"unknown metric {metric!r}")
+
+
+def stats_field_names() -> list[str]:
+    return [f.name for f in fields(WindowStats)]
