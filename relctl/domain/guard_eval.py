@@ -36,10 +36,14 @@ class RuleState:
     breach_since: float | None = None
     decided: bool = False
     outcome: str = "Inconclusive"
+    decision_id: str | None = None
+    action: str | None = None
+    decided_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"breach_since": self.breach_since, "decided": self.decided,
-                "outcome": self.outcome}
+                "outcome": self.outcome, "decision_id": self.decision_id,
+                "action": self.action, "decided_at": self.decided_at}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "RuleState":

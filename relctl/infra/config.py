@@ -31,6 +31,9 @@ class Settings:
     api_port: int = 8750
     relay_batch_size: int = 500
     relay_check_interval: float = 2.0
+    alert_rules_file: str | None = None
+    alertmanager_url: str | None = None
+    worker_metrics_port: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -46,6 +49,9 @@ class Settings:
             api_host=os.environ.get("RELCTL_API_HOST", "127.0.0.1"),
             api_port=_int("RELCTL_API_PORT", 8750),
             relay_batch_size=_int("RELCTL_RELAY_BATCH_SIZE", 500),
+            alert_rules_file=os.environ.get("RELCTL_ALERT_RULES") or None,
+            alertmanager_url=os.environ.get("RELCTL_ALERTMANAGER_URL") or None,
+            worker_metrics_port=_int("RELCTL_WORKER_METRICS_PORT", 0) or None,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean)

@@ -11,13 +11,17 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
+from relctl.adapters.commands import CommandConsumer
 from relctl.adapters.http import create_api
+from relctl.adapters.kafka import ensure_topics, topic_specs
 from relctl.infra.bootstrap import Runtime, bootstrap
 from relctl.infra.config import Settings
 from relctl.infra.embedded import EmbeddedBroker, EmbeddedPostgres
@@ -55,9 +59,12 @@ class ApiServer(uvicorn.Server):
 class Stack:
     """The embedded services plus the bootstrapped runtime."""
 
-    def __init__(self, settings: Settings, say: Callable[[str], None] = print) -> None:
+    def __init__(self, settings: Settings, say: Callable[[str], None] = print,
+                 workers: int = 1) -> None:
         self.settings = settings
         self.say = say
+        self.workers = workers
+        self.worker_processes: list[subprocess.Popen[bytes]] = []
         self.postgres: EmbeddedPostgres | None = None
         self.broker: EmbeddedBroker | None = None
         self.runtime: Runtime | None = None
@@ -85,7 +92,33 @@ class Stack:
         }))
         return settings
 
+    def start_workers(self) -> None:
+        """Guard workers as child processes (Faust owns its event loop and signals)."""
+        env = {**os.environ, "RELCTL_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap or "",
+               "RELCTL_TOPIC_PREFIX": self.settings.topic_prefix,
+               "RELCTL_EVALUATION_PARTITIONS": str(self.settings.evaluation_partitions),
+               "RELCTL_CONTROL_PARTITIONS": str(self.settings.control_partitions)}
+        log_path = self.settings.data_dir.resolve() / "worker.log"
+        for number in range(self.workers):
+            with open(log_path, "ab") as log:
+                self.worker_processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "relctl.adapters.cli", "worker"], env=env,
+                    stdout=log, stderr=log))
+            self.say(f"guard worker {number + 1} started (log: {log_path})")
+
+    def stop_workers(self) -> None:
+        for process in self.worker_processes:
+            process.terminate()
+        for process in self.worker_processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        self.worker_processes = []
+
     def stop_services(self) -> None:
+        self.stop_workers()
         if self.runtime is not None:
             with contextlib.suppress(Exception):
                 self.runtime.close()
@@ -111,6 +144,9 @@ class Stack:
             if relay is not None:
                 loop.call_soon_threadsafe(relay.wake)
 
+        await ensure_topics(settings.kafka_bootstrap or "", topic_specs(settings))
+        self.start_workers()
+        commands = CommandConsumer(runtime.app, settings, on_change=wake)
         api = create_api(runtime, on_change=wake)
         server = ApiServer(uvicorn.Config(
             api, host=settings.api_host, port=settings.api_port, log_level="warning",
@@ -118,6 +154,7 @@ class Stack:
         tasks = [asyncio.create_task(server.serve(), name="api")]
         if relay:
             tasks.append(asyncio.create_task(relay.run(stop), name="relay"))
+        tasks.append(asyncio.create_task(commands.run(stop), name="commands"))
         self.say(f"relctl API on http://{settings.api_host}:{settings.api_port} "
                  "(OpenAPI at /docs); Ctrl-C stops everything")
         waiter = asyncio.create_task(stop.wait())
@@ -132,8 +169,8 @@ class Stack:
         self.say("relctl stopped")
 
 
-def run_up(settings: Settings) -> None:
-    stack = Stack(settings)
+def run_up(settings: Settings, workers: int = 1) -> None:
+    stack = Stack(settings, workers=workers)
     try:
         asyncio.run(stack.serve())
     finally:
@@ -158,3 +195,27 @@ def run_relay(settings: Settings) -> None:
         asyncio.run(main())
     finally:
         runtime.close()
+
+
+def run_worker(settings: Settings) -> None:
+    """One guard worker in the foreground; several share partitions through their group."""
+    from faust import Worker
+
+    from relctl.domain.alerts import load_rules
+    from relctl.streams.app import GuardWorker, worker_metrics
+
+    if not settings.kafka_bootstrap:
+        stack_file = settings.data_dir / "stack.json"
+        if stack_file.exists():
+            settings = replace(settings, kafka_bootstrap=json.loads(
+                stack_file.read_text())["kafka_bootstrap"])
+    if not settings.kafka_bootstrap:
+        raise SystemExit("relctl worker needs RELCTL_KAFKA_BOOTSTRAP (or a running relctl up)")
+    guard = GuardWorker(settings, load_rules(settings.alert_rules_file),
+                        app_id=os.environ.get("RELCTL_WORKER_APP_ID"),
+                        alertmanager_url=settings.alertmanager_url)
+    asyncio.run(ensure_topics(settings.kafka_bootstrap,
+                              topic_specs(settings) + guard.topic_specs()))
+    if settings.worker_metrics_port:
+        worker_metrics(settings.worker_metrics_port)
+    Worker(guard.app, loglevel="WARNING", quiet=True).execute_from_commandline()

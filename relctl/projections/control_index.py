@@ -1,0 +1,145 @@
+"""The control state a stream worker needs, built from ``relctl.control`` CloudEvents.
+
+Workers do not read PostgreSQL: they follow the control topic from its beginning (everything on
+it can be re-derived from the event store) and keep just enough to attribute an evaluation to a
+rollout arm and to know each running rollout's guard rules. Redelivered events carry the same
+id (``<aggregate>:<version>``) and are skipped.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+GUARDED_STATES = ("Running", "Paused", "Frozen")
+
+
+@dataclass
+class RolloutInfo:
+    id: str
+    task: str
+    baseline: int
+    candidate: int
+    shadow: bool
+    guard_rules: list[dict[str, Any]]
+    steps: list[Any]
+    state: str = "Planned"
+    step_index: int = -1
+
+
+@dataclass
+class ControlIndex:
+    versions: dict[str, int] = field(default_factory=dict)
+    task_keys: dict[str, str] = field(default_factory=dict)
+    tenant_keys: dict[str, str] = field(default_factory=dict)
+    releases: dict[str, set[int]] = field(default_factory=dict)
+    defaults: dict[str, int] = field(default_factory=dict)
+    rollouts: dict[str, RolloutInfo] = field(default_factory=dict)
+    active: dict[str, str] = field(default_factory=dict)
+    cohorts: dict[str, str] = field(default_factory=dict)
+    applied: int = 0
+
+    def apply(self, envelope: dict[str, Any]) -> bool:
+        """Apply one control CloudEvent; False when it was a duplicate or out of date."""
+        aggregate, _, raw_version = str(envelope.get("id", "")).rpartition(":")
+        try:
+            version = int(raw_version)
+        except ValueError:
+            return False
+        if version <= self.versions.get(aggregate, 0):
+            return False
+        self.versions[aggregate] = version
+        kind, _, name = str(envelope.get("type", "")).removeprefix("io.relctl.").partition(".")
+        handler = getattr(self, f"_{kind}_{name.rsplit('.', 1)[0]}", None)
+        if handler is not None:
+            handler(aggregate, envelope.get("data") or {})
+        self.applied += 1
+        return True
+
+    # ---- tasks --------------------------------------------------------------------------
+
+    def _task_opened(self, aggregate: str, data: dict[str, Any]) -> None:
+        self.task_keys[aggregate] = data["key"]
+        self.releases.setdefault(data["key"], set())
+
+    def _task_release_admitted(self, aggregate: str, data: dict[str, Any]) -> None:
+        self.releases.setdefault(self.task_keys.get(aggregate, ""), set()).add(int(data["number"]))
+
+    def _task_default_release_set(self, aggregate: str, data: dict[str, Any]) -> None:
+        self.defaults[self.task_keys.get(aggregate, "")] = int(data["number"])
+
+    def _task_rollout_opened(self, aggregate: str, data: dict[str, Any]) -> None:
+        self.active[self.task_keys.get(aggregate, "")] = str(data["rollout_id"])
+
+    def _task_rollout_closed(self, aggregate: str, data: dict[str, Any]) -> None:
+        task = self.task_keys.get(aggregate, "")
+        if self.active.get(task) == str(data["rollout_id"]):
+            del self.active[task]
+        if data.get("new_default") is not None:
+            self.defaults[task] = int(data["new_default"])
+
+    # ---- tenants ------------------------------------------------------------------------
+
+    def _tenant_registered(self, aggregate: str, data: dict[str, Any]) -> None:
+        self.tenant_keys[aggregate] = data["key"]
+        self.cohorts[data["key"]] = data["cohort"]
+
+    def _tenant_cohort_changed(self, aggregate: str, data: dict[str, Any]) -> None:
+        if aggregate in self.tenant_keys:
+            self.cohorts[self.tenant_keys[aggregate]] = data["to_cohort"]
+
+    # ---- rollouts -----------------------------------------------------------------------
+
+    def _rollout_planned(self, aggregate: str, data: dict[str, Any]) -> None:
+        self.rollouts[aggregate] = RolloutInfo(
+            id=aggregate, task=data["task"], baseline=int(data["baseline"]),
+            candidate=int(data["candidate"]), shadow=bool(data["shadow"]),
+            guard_rules=list(data["guard_rules"]), steps=list(data["steps"]))
+
+    def _set_state(self, aggregate: str, state: str) -> None:
+        if aggregate in self.rollouts:
+            self.rollouts[aggregate].state = state
+
+    def _rollout_started(self, aggregate: str, data: dict[str, Any]) -> None:
+        self._set_state(aggregate, "Running")
+        if aggregate in self.rollouts:
+            self.rollouts[aggregate].step_index = 0
+
+    def _rollout_step_advanced(self, aggregate: str, data: dict[str, Any]) -> None:
+        if aggregate in self.rollouts:
+            self.rollouts[aggregate].step_index = int(data["step_index"])
+
+    def _rollout_paused(self, aggregate: str, data: dict[str, Any]) -> None:
+        self._set_state(aggregate, "Paused")
+
+    def _rollout_resumed(self, aggregate: str, data: dict[str, Any]) -> None:
+        self._set_state(aggregate, "Running")
+
+    def _rollout_frozen(self, aggregate: str, data: dict[str, Any]) -> None:
+        self._set_state(aggregate, "Frozen")
+
+    def _rollout_rolled_back(self, aggregate: str, data: dict[str, Any]) -> None:
+        self._set_state(aggregate, "RolledBack")
+
+    def _rollout_completed(self, aggregate: str, data: dict[str, Any]) -> None:
+        self._set_state(aggregate, "Completed")
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def known_release(self, task: str, number: int) -> bool:
+        return number in self.releases.get(task, ())
+
+    def guarded_rollout(self, task: str) -> RolloutInfo | None:
+        """The task's rollout whose guards are live (running, paused or frozen)."""
+        rollout_id = self.active.get(task)
+        rollout = self.rollouts.get(rollout_id) if rollout_id else None
+        return rollout if rollout is not None and rollout.state in GUARDED_STATES else None
+
+    def arm(self, task: str, release: int, produced_arm: str) -> tuple[RolloutInfo, str] | None:
+        """Which arm of the task's live rollout this evaluation belongs to, if any."""
+        rollout = self.guarded_rollout(task)
+        if rollout is None:
+            return None
+        if release == rollout.candidate:
+            return rollout, "shadow" if produced_arm == "shadow" or rollout.shadow else "candidate"
+        if release == rollout.baseline and produced_arm != "sandbox":
+            return rollout, "baseline"
+        return None

@@ -1,0 +1,249 @@
+"""Stage 2: merge partials into time buckets per scope, evaluate guards and alerts, decide.
+
+State lives behind a small key-value interface (the worker backs it with a changelogged Faust
+table, so a restarted worker recovers it; unit tests use a dict). Per scope it keeps one meta
+record (rule and alert states, the list of live buckets) and one record per (arm, bucket).
+
+A decision is made once per breach: the rule's state records the decision (id, action, time) and
+the command carries that id. Until the control topic shows the rollout in the decided state, the
+guard re-sends the same command every RESEND_AFTER_SECONDS, so a decision cannot be lost between
+the state write and the send; the control plane's rollback, freeze and pause are idempotent, so
+however often a command arrives the store records exactly one event.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from relctl.domain.alerts import AlertRule, AlertState, AlertTransition, measure, step
+from relctl.domain.guard_eval import RuleState, Verdict, evaluate_rule, strongest_action
+from relctl.domain.metrics import WindowStats
+from relctl.projections.control_index import GUARDED_STATES, ControlIndex, RolloutInfo
+from relctl.streams.attribute import BUCKET_SECONDS, Partial
+
+GUARD_ACTOR = "relctl-guard"
+RESEND_AFTER_SECONDS = 2.0
+# Rollout states in which a decision has not taken effect yet.
+NOT_APPLIED = {"rollback": ("Running", "Paused", "Frozen"), "freeze": ("Running", "Paused"),
+               "pause": ("Running",)}
+
+
+class StateStore(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+    def set(self, key: str, value: bytes) -> None: ...
+    def delete(self, key: str) -> None: ...
+
+
+class DictStore(dict[str, bytes]):
+    """The in-memory StateStore (unit tests, benchmarks)."""
+
+    def set(self, key: str, value: bytes) -> None:
+        self[key] = value
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
+
+@dataclass
+class ScopeState:
+    scope: str
+    buckets: dict[str, dict[int, WindowStats]] = field(default_factory=dict)
+    rules: dict[str, RuleState] = field(default_factory=dict)
+    alerts: dict[str, AlertState] = field(default_factory=dict)
+    watermark: float = 0.0
+
+    def meta(self) -> bytes:
+        return orjson.dumps({
+            "buckets": {arm: sorted(b) for arm, b in self.buckets.items()},
+            "rules": {k: v.to_json() for k, v in self.rules.items()},
+            "alerts": {k: v.to_json() for k, v in self.alerts.items()},
+            "watermark": self.watermark,
+        })
+
+    def window(self, arms: Iterable[str], start: float, end: float) -> WindowStats:
+        parts = [stats for arm in arms for b, stats in self.buckets.get(arm, {}).items()
+                 if start < b + BUCKET_SECONDS and b <= end]
+        return WindowStats.merged(parts)
+
+
+@dataclass
+class GuardOutcome:
+    verdicts: list[Verdict] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch is not None else None
+
+
+class Guard:
+    def __init__(self, index: ControlIndex, store: StateStore,
+                 alert_rules: Iterable[AlertRule]) -> None:
+        self.index = index
+        self.store = store
+        self.alert_rules = tuple(alert_rules)
+        self.scopes: dict[str, ScopeState] = {}
+        self.sent: dict[str, dict[str, Any]] = {}
+
+    # ---- state --------------------------------------------------------------------------
+
+    def load(self, scope: str) -> ScopeState:
+        state = self.scopes.get(scope)
+        if state is not None:
+            return state
+        state = ScopeState(scope)
+        raw = self.store.get(f"{scope}|meta")
+        if raw:
+            meta = orjson.loads(raw)
+            state.rules = {k: RuleState.from_json(v) for k, v in meta["rules"].items()}
+            state.alerts = {k: AlertState.from_json(v) for k, v in meta["alerts"].items()}
+            state.watermark = float(meta.get("watermark", 0.0))
+            for arm, buckets in meta["buckets"].items():
+                for bucket in buckets:
+                    blob = self.store.get(f"{scope}|{arm}|{bucket}")
+                    if blob:
+                        state.buckets.setdefault(arm, {})[bucket] = WindowStats.from_json(
+                            orjson.loads(blob))
+        self.scopes[scope] = state
+        return state
+
+    def _retention(self, rollout: RolloutInfo | None) -> float:
+        windows = [rule.window_seconds * (2 if rule.relative else 1) for rule in self.alert_rules]
+        if rollout is not None:
+            windows += [float(rule["window_seconds"]) for rule in rollout.guard_rules]
+        return max(windows, default=600.0) + BUCKET_SECONDS
+
+    def _merge(self, state: ScopeState, partial: Partial, horizon: float) -> None:
+        for arm, buckets in partial.arms.items():
+            mine = state.buckets.setdefault(arm, {})
+            for bucket, stats in buckets.items():
+                if bucket + BUCKET_SECONDS <= horizon:
+                    continue  # later than the longest window: it can no longer matter
+                merged = mine[bucket].merge(stats) if bucket in mine else stats
+                mine[bucket] = merged
+                self.store.set(f"{state.scope}|{arm}|{bucket}", orjson.dumps(merged.to_json()))
+        for arm, buckets in state.buckets.items():
+            for bucket in [b for b in buckets if b + BUCKET_SECONDS <= horizon]:
+                del buckets[bucket]
+                self.store.delete(f"{state.scope}|{arm}|{bucket}")
+
+    # ---- evaluation ---------------------------------------------------------------------
+
+    def handle(self, partial: Partial, now: float) -> GuardOutcome:
+        state = self.load(partial.scope)
+        kind, _, rest = partial.scope.partition("|")
+        rollout = self.index.rollouts.get(rest) if kind == "rollout" else None
+        self._merge(state, partial, now - self._retention(rollout))
+        state.watermark = max(state.watermark, partial.watermark)
+        outcome = GuardOutcome()
+        if rollout is not None and rollout.state in GUARDED_STATES:
+            self._guard(state, rollout, now, outcome)
+        elif kind == "release":
+            self._alerts(state, now, outcome)
+        self.store.set(f"{state.scope}|meta", state.meta())
+        return outcome
+
+    def _guard(self, state: ScopeState, rollout: RolloutInfo, now: float,
+               outcome: GuardOutcome) -> None:
+        candidate_arm = "shadow" if rollout.shadow else "candidate"
+        for rule in rollout.guard_rules:
+            start = now - float(rule["window_seconds"])
+            candidate = state.window([candidate_arm], start, now)
+            baseline = state.window(["baseline"], start, now)
+            previous = state.rules.get(rule["name"], RuleState())
+            verdict, new_state = evaluate_rule(rule, candidate, baseline, now, previous)
+            if rule["gate_class"] == "Signal" and previous.outcome == "Failed" \
+                    and verdict.outcome in ("Passed", "Inconclusive"):
+                outcome.alerts.append(self._guard_alert("resolved", rollout, verdict, now))
+                new_state = RuleState(outcome=verdict.outcome)
+            state.rules[rule["name"]] = new_state
+            outcome.verdicts.append(verdict)
+            if verdict.action == "alert":
+                outcome.alerts.append(self._guard_alert("fired", rollout, verdict, now))
+        decision = strongest_action([v for v in outcome.verdicts if v.action != "alert"])
+        if decision is None:
+            self._reconcile(state, rollout, now, outcome)
+        else:
+            since_ms = int((decision.breach_since or now) * 1000)
+            decision_id = f"{rollout.id}:{decision.rule}:{since_ms}"
+            state.rules[decision.rule] = RuleState(
+                breach_since=decision.breach_since, decided=True, outcome="Failed",
+                decision_id=decision_id, action=decision.action, decided_at=now)
+            evidence = {
+                **decision.evidence(), "breach_since": _iso(decision.breach_since),
+                "rollout": rollout.id, "task": rollout.task, "baseline": rollout.baseline,
+                "candidate": rollout.candidate, "step": rollout.steps[rollout.step_index]
+                if rollout.step_index >= 0 else None, "decided_at": _iso(now),
+                "decision_id": decision_id,
+                "all_rules": [v.evidence() for v in outcome.verdicts],
+            }
+            command = {
+                "rollout_id": rollout.id, "action": decision.action,
+                "decision_id": decision_id, "actor": GUARD_ACTOR,
+                "reason": f"guard {decision.rule} ({decision.gate_class}) failed: "
+                          f"{decision.message}",
+                "evidence": evidence,
+            }
+            outcome.commands.append(command)
+            outcome.alerts.append({"kind": "decision", "scope": state.scope, **command})
+            self.sent[decision_id] = command
+
+    def _reconcile(self, state: ScopeState, rollout: RolloutInfo, now: float,
+                   outcome: GuardOutcome) -> None:
+        """Re-send a decision the control topic does not show as applied yet."""
+        for name, rule_state in state.rules.items():
+            action, decision_id = rule_state.action, rule_state.decision_id
+            if action not in NOT_APPLIED or decision_id is None:
+                continue
+            if rollout.state not in NOT_APPLIED[action]:
+                continue
+            if now - (rule_state.decided_at or 0.0) < RESEND_AFTER_SECONDS:
+                continue
+            command = self.sent.get(decision_id) or {
+                "rollout_id": rollout.id, "action": action, "decision_id": decision_id,
+                "actor": GUARD_ACTOR, "reason": f"guard {name} failed (re-sent after restart)",
+                "evidence": {"rule": name, "decision_id": decision_id,
+                             "breach_since": _iso(rule_state.breach_since)},
+            }
+            outcome.commands.append(command)
+            state.rules[name] = RuleState(**{**rule_state.to_json(), "decided_at": now})
+
+    def _guard_alert(self, kind: str, rollout: RolloutInfo, verdict: Verdict,
+                     now: float) -> dict[str, Any]:
+        return {"kind": kind, "scope": f"rollout|{rollout.id}", "rule": f"guard:{verdict.rule}",
+                "severity": "warning", "at": _iso(now), "task": rollout.task,
+                "release": rollout.candidate, "baseline": rollout.baseline,
+                "evidence": verdict.evidence()}
+
+    def _alerts(self, state: ScopeState, now: float, outcome: GuardOutcome) -> None:
+        _, task, release = state.scope.split("|")
+        for rule in self.alert_rules:
+            arms = list(state.buckets)
+            current = state.window(arms, now - rule.window_seconds, now)
+            previous = (state.window(arms, now - 2 * rule.window_seconds,
+                                     now - rule.window_seconds) if rule.relative else None)
+            value, samples = measure(rule, current, previous)
+            alert_state, transition = step(rule, value, samples, now,
+                                           state.alerts.get(rule.name, AlertState()))
+            state.alerts[rule.name] = alert_state
+            if transition is not None:
+                outcome.alerts.append(self._platform_alert(transition, state.scope, task,
+                                                           int(release)))
+
+    @staticmethod
+    def _platform_alert(transition: AlertTransition, scope: str, task: str,
+                        release: int) -> dict[str, Any]:
+        rule = transition.rule
+        return {
+            "kind": transition.kind, "scope": scope, "rule": rule.name,
+            "severity": rule.severity, "summary": rule.summary, "task": task,
+            "release": release, "at": _iso(transition.at), "fired_at": _iso(transition.fired_at),
+            "evidence": {"metric": rule.metric, "value": transition.value,
+                         "samples": transition.samples, "comparator": rule.comparator,
+                         "threshold": rule.threshold, "window_seconds": rule.window_seconds,
+                         "relative": rule.relative},
+        }
