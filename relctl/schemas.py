@@ -4,12 +4,16 @@ import json
 from pathlib import Path
 
 from relctl.adapters.cloudevents import control_event_classes, data_schema, event_type
+from relctl.domain.evaluation import EVALUATION_TYPE, evaluation_json_schema
 
 PACKAGE_SCHEMAS = Path(__file__).parent / "schemas"
 
 
 def all_schemas() -> dict[str, dict[str, object]]:
-    return {event_type(cls): data_schema(cls) for cls in control_event_classes()}
+    """Every control event's ``data``, and the evaluation record producers send."""
+    schemas = {event_type(cls): data_schema(cls) for cls in control_event_classes()}
+    schemas[EVALUATION_TYPE] = evaluation_json_schema()
+    return schemas
 
 
 def write_schemas(directory: Path = PACKAGE_SCHEMAS) -> list[Path]:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relctl.adapters import cloudevents
 from relctl.adapters.auth import READERS, RESOLVERS, WRITERS, Authenticator
+from relctl.adapters.http_ingest import ingest_router
 from relctl.adapters.kafka import existing_topics
 from relctl.adapters.postgres import Principal
 from relctl.domain import errors
@@ -166,6 +167,7 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
         return _error(422, "validation_error", f"invalid request: {detail}")
 
     auth = Authenticator(runtime.tokens)
+    api.include_router(ingest_router(runtime, auth))
     writer = auth.role(*WRITERS)
     reader = auth.role(*READERS)
     admin = auth.role("admin")

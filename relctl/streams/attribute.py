@@ -37,7 +37,11 @@ class Partial:
     evaluations: int = 0
 
     def stats(self, arm: str, bucket: int) -> WindowStats:
-        return self.arms.setdefault(arm, {}).setdefault(bucket, WindowStats())
+        buckets = self.arms.setdefault(arm, {})
+        stats = buckets.get(bucket)
+        if stats is None:
+            stats = buckets[bucket] = WindowStats()
+        return stats
 
     def encode(self) -> bytes:
         return orjson.dumps({
@@ -70,29 +74,43 @@ class Attributor:
         self.tenant_windows: dict[tuple[str, int, str, str, str], dict[int, WindowStats]] = {}
 
     def process(self, records: list[Any], now: float | None = None) -> list[Partial]:
+        """Each evaluation is folded once, into its batch-local (tenant, arm, bucket) stats;
+        scope partials and tenant windows are merges of those, so the per-evaluation cost does
+        not grow with the number of scopes an evaluation counts towards."""
         now = time.time() if now is None else now
         partials: dict[str, Partial] = {}
+        local: dict[tuple[Any, ...], tuple[WindowStats, float, list[str]]] = {}
         for record in records:
             occurred = min(record.occurred_at.timestamp(), now)
             bucket = bucket_of(occurred, self.bucket_seconds)
             attributed = self.index.arm(record.task, record.release, record.arm)
             arm = attributed[1] if attributed else record.arm
-            scopes = [release_scope(record.task, record.release)]
-            if attributed:
-                scopes.append(rollout_scope(attributed[0].id))
+            key = (record.task, record.release, record.tenant, arm, bucket)
+            entry = local.get(key)
+            if entry is None:
+                scopes = [release_scope(record.task, record.release)]
+                if attributed:
+                    scopes.append(rollout_scope(attributed[0].id))
+                entry = local[key] = (WindowStats(), occurred, scopes)
+            elif occurred > entry[1]:
+                entry = local[key] = (entry[0], occurred, entry[2])
+            entry[0].add(record)
+            if attributed and record.score is not None:
+                self._pair(record, attributed[0].id, arm, bucket, partials)
+        for (task, release, tenant, arm, bucket), (stats, latest, scopes) in local.items():
             for scope in scopes:
                 partial = partials.get(scope)
                 if partial is None:
                     partial = partials[scope] = Partial(scope)
-                partial.stats(arm, bucket).add(record)
-                partial.evaluations += 1
-                partial.watermark = max(partial.watermark, occurred)
-            cohort = self.index.cohorts.get(record.tenant, "general")
-            key = (record.task, record.release, record.tenant, cohort, arm)
-            windows = self.tenant_windows.setdefault(key, {})
-            windows.setdefault(bucket, WindowStats()).add(record)
-            if attributed and record.score is not None:
-                self._pair(record, attributed[0].id, arm, bucket, partials)
+                partial.stats(arm, bucket).merge(stats)
+                partial.evaluations += stats.count
+                partial.watermark = max(partial.watermark, latest)
+            cohort = self.index.cohorts.get(tenant, "general")
+            windows = self.tenant_windows.setdefault((task, release, tenant, cohort, arm), {})
+            if bucket in windows:
+                windows[bucket].merge(stats)
+            else:
+                windows[bucket] = stats
         return list(partials.values())
 
     def _pair(self, record: Any, rollout_id: str, arm: str, bucket: int,

@@ -10,7 +10,7 @@ from relctl.adapters import cloudevents
 
 
 async def _read(bootstrap: str, topic: str, partitions: int, minimum: int,
-                wait_seconds: float) -> list[dict[str, Any]]:
+                wait_seconds: float, raw: bool) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -23,7 +23,11 @@ async def _read(bootstrap: str, topic: str, partitions: int, minimum: int,
             batch = await consumer.getmany(timeout_ms=200)
             for tp_records in batch.values():
                 for record in tp_records:
-                    env = cloudevents.from_kafka(record.headers, record.value)
+                    if raw:
+                        env = {k: v.decode(errors="replace") for k, v in record.headers}
+                        env["_value"] = record.value
+                    else:
+                        env = cloudevents.from_kafka(record.headers, record.value)
                     env["_key"] = record.key.decode() if record.key else None
                     env["_partition"] = record.partition
                     env["_offset"] = record.offset
@@ -36,9 +40,10 @@ async def _read(bootstrap: str, topic: str, partitions: int, minimum: int,
 
 
 def read_topic(bootstrap: str, topic: str, partitions: int, minimum: int,
-               timeout: float = 20.0) -> list[dict[str, Any]]:
-    """Every record of ``topic`` as CloudEvents dicts, once at least ``minimum`` have arrived."""
-    return asyncio.run(_read(bootstrap, topic, partitions, minimum, timeout))
+               timeout: float = 20.0, raw: bool = False) -> list[dict[str, Any]]:
+    """Every record of ``topic`` as CloudEvents dicts (or, ``raw``, headers plus ``_value``),
+    once at least ``minimum`` have arrived."""
+    return asyncio.run(_read(bootstrap, topic, partitions, minimum, timeout, raw))
 
 
 def first_seen_ids_by_key(records: list[dict[str, Any]]) -> dict[str, list[str]]:
