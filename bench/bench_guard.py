@@ -16,6 +16,8 @@ evaluation), then measures in the same run:
 import argparse
 import asyncio
 import os
+import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -42,7 +44,7 @@ from tests.integration.guard_helpers import (
 async def produce(bootstrap_servers: str, topic: str, n: int, batch: int, task: str) -> None:
     producer = make_producer(bootstrap_servers)
     await producer.start()
-    records = [EvaluationRecord.model_validate(evaluation(task, 2 if i % 2 else 1, i,
+    records = [EvaluationRecord.from_mapping(evaluation(task, 2 if i % 2 else 1, i,
                                                           error=i % 100 == 0))
                for i in range(n)]
     futures = []
@@ -89,6 +91,11 @@ async def raw_consume(bootstrap_servers: str, topic: str, partitions: int, n: in
 
 def worker_rate(runtime, n: int, log_dir: Path) -> float:  # type: ignore[no-untyped-def]
     worker = WorkerProcess(runtime, log_dir).start()
+    if os.environ.get("BENCH_PROFILE"):  # optional: sample the worker with py-spy
+        assert worker.process is not None
+        subprocess.Popen([shutil.which("py-spy") or "py-spy", "record", "-p",
+                          str(worker.process.pid), "-f", "raw", "-o",
+                          os.environ["BENCH_PROFILE"], "-d", "30"])
     try:
         first = last = None
         deadline = time.monotonic() + 600
@@ -100,7 +107,7 @@ def worker_rate(runtime, n: int, log_dir: Path) -> float:  # type: ignore[no-unt
             if done >= n:
                 last = (now, done)
                 break
-            time.sleep(0.02)
+            time.sleep(0.1)
         assert first is not None, "worker processed nothing"
         assert last is not None, "worker did not finish"
         return (last[1] - first[1]) / (last[0] - first[0])

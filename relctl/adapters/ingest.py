@@ -218,7 +218,7 @@ def _validate_many(items: list[Any], data: list[dict[str, Any]], positions: list
                    rejected: list[Rejected]) -> Decoded:
     """All of ``data`` validated in one call; one at a time only if some item is bad."""
     try:
-        records: list[EvaluationRecord] = _RECORDS.validate_python(data)
+        records: list[EvaluationRecord] = _RECORDS.validate_json(orjson.dumps(data))
     except SchemaError:
         pass
     else:
@@ -228,7 +228,7 @@ def _validate_many(items: list[Any], data: list[dict[str, Any]], positions: list
     kept: list[int | None] = []
     for index, item in zip(positions, data, strict=True):
         try:
-            records.append(EvaluationRecord.model_validate(item))
+            records.append(EvaluationRecord.from_mapping(item))
             kept.append(index)
         except SchemaError as exc:
             original = orjson.dumps(items[index])
@@ -239,7 +239,7 @@ def _validate_many(items: list[Any], data: list[dict[str, Any]], positions: list
 
 def _validate_one(data: dict[str, Any], original: bytes, index: int | None) -> Decoded:
     try:
-        return Decoded([EvaluationRecord.model_validate(data)], [], [index])
+        return Decoded([EvaluationRecord.from_mapping(data)], [], [index])
     except SchemaError as exc:
         return _reject(original, index, "schema", _explain(exc))
 

@@ -30,7 +30,7 @@ def as_record(record: EvaluationRecord | Mapping[str, Any]) -> EvaluationRecord:
     """``record`` validated (raises pydantic's ValidationError, a ValueError, if it is bad)."""
     if isinstance(record, EvaluationRecord):
         return record
-    return EvaluationRecord.model_validate(dict(record))
+    return EvaluationRecord.from_mapping(record)
 
 
 class EvaluationProducer:

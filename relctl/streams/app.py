@@ -106,6 +106,8 @@ class GuardWorker:
             broker_commit_interval=0.5, consumer_auto_offset_reset="earliest",
             web_enabled=False, producer_linger=0.0, stream_wait_empty=False,
             topic_allow_declare=False, topic_disable_leader=True,
+            # Producers send CloudEvents batches (~100 kB per record); fetch many per request.
+            consumer_max_fetch_size=8 * 1024 * 1024, broker_max_poll_records=2000,
         )
         app = self.app
 

@@ -98,7 +98,7 @@ def test_http_ingest_routes_records_and_rejects(ready: Server, settings: Setting
     assert {(e["_key"], e["type"], e["subject"]) for e in evaluations} == {
         ("acme", EVALUATION_TYPE, "acme")}
     assert len({e["_partition"] for e in evaluations}) == 1, "keyed by tenant: one partition"
-    assert sorted(EvaluationRecord.model_validate(e["data"]).call_id
+    assert sorted(EvaluationRecord.from_mapping(e["data"]).call_id
                   for e in evaluations) == ["c0", "c1", "c2"]
 
     dlq = read_raw(bootstrap, settings.topic("dlq"), 1, 4)
@@ -130,7 +130,7 @@ def test_only_producers_and_admins_may_ingest(ready: Server) -> None:
 def test_python_producer_batch_is_one_kafka_record(ready: Server, settings: Settings) -> None:
     bootstrap = settings.kafka_bootstrap or ""
     topic = settings.topic("evaluations")
-    batch = [EvaluationRecord.model_validate(evaluation(call_id=f"b{i}")) for i in range(5)]
+    batch = [EvaluationRecord.from_mapping(evaluation(call_id=f"b{i}")) for i in range(5)]
 
     async def send() -> None:
         async with EvaluationProducer(bootstrap, topic=topic) as producer:

@@ -35,7 +35,7 @@ REQUIRED = ["tenant", "task", "call_id", "release", "prompt_hash", "model_provid
 
 def errors_of(**changes: Any) -> list[tuple[str, str]]:
     with pytest.raises(ValidationError) as caught:
-        EvaluationRecord.model_validate(evaluation(**changes))
+        EvaluationRecord.from_mapping(evaluation(**changes))
     return [(".".join(str(x) for x in e["loc"]), e["msg"]) for e in caught.value.errors()]
 
 
@@ -45,7 +45,7 @@ def test_field_names_are_the_contract() -> None:
 
 
 def test_a_minimal_record_gets_its_defaults() -> None:
-    record = EvaluationRecord.model_validate({k: evaluation()[k] for k in REQUIRED})
+    record = EvaluationRecord.from_mapping({k: evaluation()[k] for k in REQUIRED})
     assert record.arm == "production"
     assert (record.fallback_used, record.schema_valid, record.repaired,
             record.human_review_requested) == (False, True, False, False)
@@ -70,7 +70,7 @@ def test_unknown_fields_are_refused() -> None:
 
 
 def test_records_are_frozen() -> None:
-    record = EvaluationRecord.model_validate(evaluation())
+    record = EvaluationRecord.from_mapping(evaluation())
     with pytest.raises(ValidationError, match="frozen"):
         record.score = 10.0  # type: ignore[misc]
 
@@ -95,11 +95,11 @@ def test_timestamps_must_be_iso_text(moment: Any) -> None:
 
 
 def test_timestamps_keep_their_offset() -> None:
-    record = EvaluationRecord.model_validate(evaluation(occurred_at="2026-11-21T12:00:00+02:00"))
+    record = EvaluationRecord.from_mapping(evaluation(occurred_at="2026-11-21T12:00:00+02:00"))
     assert record.occurred_at == datetime(2026, 11, 21, 10, tzinfo=UTC)
     assert record.occurred_at.utcoffset() == timedelta(hours=2)
     aware = datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-5)))
-    assert EvaluationRecord.model_validate(evaluation(occurred_at=aware)).occurred_at == aware
+    assert EvaluationRecord.from_mapping(evaluation(occurred_at=aware)).occurred_at == aware
 
 
 BAD_VALUES: list[tuple[str, Any]] = [
@@ -153,19 +153,19 @@ GOOD_VALUES: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize(("name", "value"), GOOD_VALUES)
 def test_boundary_values_are_accepted(name: str, value: Any) -> None:
-    record = EvaluationRecord.model_validate(evaluation(**{name: value}))
+    record = EvaluationRecord.from_mapping(evaluation(**{name: value}))
     assert getattr(record, name) == value
 
 
 def test_integers_are_accepted_where_numbers_are_expected() -> None:
-    record = EvaluationRecord.model_validate(evaluation(latency_ms=10, cost_usd=0, score=50))
+    record = EvaluationRecord.from_mapping(evaluation(latency_ms=10, cost_usd=0, score=50))
     assert record.latency_ms == 10.0 and isinstance(record.latency_ms, float)
 
 
 def test_json_and_python_input_agree() -> None:
     good = evaluation(occurred_at="2026-11-21T10:00:00.250+05:30")
     assert (EvaluationRecord.model_validate_json(orjson.dumps(good))
-            == EvaluationRecord.model_validate(good))
+            == EvaluationRecord.from_mapping(good))
     checked = 0
     for name, value in BAD_VALUES:
         try:
@@ -192,7 +192,7 @@ def test_json_schema() -> None:
 @settings(max_examples=150, deadline=None)
 @given(records)
 def test_any_conforming_record_is_accepted_and_survives_json(data: dict[str, Any]) -> None:
-    record = EvaluationRecord.model_validate(data)
+    record = EvaluationRecord.from_mapping(data)
     again = EvaluationRecord.model_validate_json(record.model_dump_json())
     assert again == record
     assert again.occurred_at.utcoffset() == record.occurred_at.utcoffset()
