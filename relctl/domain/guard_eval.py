@@ -39,11 +39,12 @@ class RuleState:
     decision_id: str | None = None
     action: str | None = None
     decided_at: float | None = None
+    applied: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"breach_since": self.breach_since, "decided": self.decided,
                 "outcome": self.outcome, "decision_id": self.decision_id,
-                "action": self.action, "decided_at": self.decided_at}
+                "action": self.action, "decided_at": self.decided_at, "applied": self.applied}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "RuleState":

@@ -7,9 +7,17 @@ id (``<aggregate>:<version>``) and are skipped.
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 GUARDED_STATES = ("Running", "Paused", "Frozen")
+
+
+def _epoch(value: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -23,6 +31,7 @@ class RolloutInfo:
     steps: list[Any]
     state: str = "Planned"
     step_index: int = -1
+    started_at: float | None = None
 
 
 @dataclass
@@ -36,6 +45,7 @@ class ControlIndex:
     active: dict[str, str] = field(default_factory=dict)
     cohorts: dict[str, str] = field(default_factory=dict)
     applied: int = 0
+    _time: float | None = None
 
     def apply(self, envelope: dict[str, Any]) -> bool:
         """Apply one control CloudEvent; False when it was a duplicate or out of date."""
@@ -48,6 +58,7 @@ class ControlIndex:
             return False
         self.versions[aggregate] = version
         kind, _, name = str(envelope.get("type", "")).removeprefix("io.relctl.").partition(".")
+        self._time = _epoch(envelope.get("time"))
         handler = getattr(self, f"_{kind}_{name.rsplit('.', 1)[0]}", None)
         if handler is not None:
             handler(aggregate, envelope.get("data") or {})
@@ -102,6 +113,7 @@ class ControlIndex:
         self._set_state(aggregate, "Running")
         if aggregate in self.rollouts:
             self.rollouts[aggregate].step_index = 0
+            self.rollouts[aggregate].started_at = self._time
 
     def _rollout_step_advanced(self, aggregate: str, data: dict[str, Any]) -> None:
         if aggregate in self.rollouts:
@@ -133,13 +145,3 @@ class ControlIndex:
         rollout = self.rollouts.get(rollout_id) if rollout_id else None
         return rollout if rollout is not None and rollout.state in GUARDED_STATES else None
 
-    def arm(self, task: str, release: int, produced_arm: str) -> tuple[RolloutInfo, str] | None:
-        """Which arm of the task's live rollout this evaluation belongs to, if any."""
-        rollout = self.guarded_rollout(task)
-        if rollout is None:
-            return None
-        if release == rollout.candidate:
-            return rollout, "shadow" if produced_arm == "shadow" or rollout.shadow else "candidate"
-        if release == rollout.baseline and produced_arm != "sandbox":
-            return rollout, "baseline"
-        return None

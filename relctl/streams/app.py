@@ -24,6 +24,7 @@ from relctl.infra.config import Settings
 from relctl.projections.control_index import ControlIndex
 from relctl.streams.attribute import Attributor, Partial
 from relctl.streams.guard import Guard, GuardOutcome
+from relctl.streams.transport import register as register_transport
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ class GuardWorker:
         self.batch_within = batch_within
         self.alertmanager = AlertmanagerSender(alertmanager_url) if alertmanager_url else None
         partitions = settings.evaluation_partitions
-        brokers = ";".join(f"kafka://{host}" for host in settings.kafka_bootstrap.split(","))
+        scheme = register_transport()
+        brokers = ";".join(f"{scheme}://{host}" for host in settings.kafka_bootstrap.split(","))
         self.app = faust.App(
             app_id or f"{settings.topic_prefix}-guard", broker=brokers, store="memory://",
             topic_partitions=partitions, key_serializer="raw", value_serializer="raw",
@@ -191,6 +193,7 @@ class GuardWorker:
     # ---- stage 2 ------------------------------------------------------------------------
 
     async def _guard(self, stream: Any) -> None:
+        await self.index_ready.wait()
         async for event in stream.events():
             try:
                 partial = Partial.decode(event.value)

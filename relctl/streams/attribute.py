@@ -1,4 +1,12 @@
-"""Stage 1: attribute evaluations to rollout arms and pre-aggregate them per batch."""
+"""Stage 1: fold evaluations into per-batch partial aggregates, one per task.
+
+Stage 1 deliberately does *not* decide which rollout arm an evaluation belongs to: an evaluation
+can reach the worker before the control event that started its rollout does (the producer
+resolved the candidate from PostgreSQL a moment before the relay published the start). Instead
+it keeps stats per (release, produced arm) and time bucket; stage 2, keyed by task, maps
+releases to the rollout's baseline and candidate when it evaluates, with the control state it
+has at that moment, so a late control event changes nothing that was counted.
+"""
 
 import time
 from collections import OrderedDict
@@ -13,23 +21,25 @@ from relctl.projections.control_index import ControlIndex
 BUCKET_SECONDS = 5.0
 SHADOW_PAIR_CAPACITY = 100_000
 TENANT_WINDOW_SECONDS = 900.0
+PAIRS = "pairs"
 
 
 def bucket_of(epoch: float, size: float = BUCKET_SECONDS) -> int:
     return int(epoch // size * size)
 
 
-def release_scope(task: str, release: int) -> str:
-    return f"release|{task}|{release}"
+def task_scope(task: str) -> str:
+    return f"task|{task}"
 
 
-def rollout_scope(rollout_id: str) -> str:
-    return f"rollout|{rollout_id}"
+def arm_key(release: int, arm: str) -> str:
+    """Stats key inside a task scope: ``<release>|<production|shadow|sandbox|pairs>``."""
+    return f"{release}|{arm}"
 
 
 @dataclass
 class Partial:
-    """Stats of one scope from one batch: arm -> bucket start -> WindowStats."""
+    """Stats of one task from one batch: arm key -> bucket start -> WindowStats."""
 
     scope: str
     arms: dict[str, dict[int, WindowStats]] = field(default_factory=dict)
@@ -61,50 +71,47 @@ class Partial:
 
 
 class Attributor:
-    """Turns a batch of validated evaluations into partial aggregates per scope.
+    """Turns a batch of validated evaluations into one partial per task.
 
     It also keeps, in memory, windowed stats per (task, release, tenant, cohort, arm) for the
-    tenants this worker owns, and pairs the production and shadow runs of the same call.
+    tenants this worker owns, and pairs the production and shadow runs of the same call (same
+    tenant, hence the same partition and worker).
     """
 
     def __init__(self, index: ControlIndex, bucket_seconds: float = BUCKET_SECONDS) -> None:
         self.index = index
         self.bucket_seconds = bucket_seconds
-        self.shadow_pending: OrderedDict[tuple[str, str, str], tuple[str, float]] = OrderedDict()
+        self.shadow_pending: OrderedDict[tuple[str, str, str], tuple[str, int, float]] = \
+            OrderedDict()
         self.tenant_windows: dict[tuple[str, int, str, str, str], dict[int, WindowStats]] = {}
 
     def process(self, records: list[Any], now: float | None = None) -> list[Partial]:
-        """Each evaluation is folded once, into its batch-local (tenant, arm, bucket) stats;
-        scope partials and tenant windows are merges of those, so the per-evaluation cost does
-        not grow with the number of scopes an evaluation counts towards."""
+        """Each evaluation is folded once, into batch-local (task, release, tenant, arm,
+        bucket) stats; the task partials and tenant windows are merges of those."""
         now = time.time() if now is None else now
         partials: dict[str, Partial] = {}
-        local: dict[tuple[Any, ...], tuple[WindowStats, float, list[str]]] = {}
+        local: dict[tuple[str, int, str, str, int], WindowStats] = {}
+        latest: dict[str, float] = {}
         for record in records:
             occurred = min(record.occurred_at.timestamp(), now)
             bucket = bucket_of(occurred, self.bucket_seconds)
-            attributed = self.index.arm(record.task, record.release, record.arm)
-            arm = attributed[1] if attributed else record.arm
-            key = (record.task, record.release, record.tenant, arm, bucket)
-            entry = local.get(key)
-            if entry is None:
-                scopes = [release_scope(record.task, record.release)]
-                if attributed:
-                    scopes.append(rollout_scope(attributed[0].id))
-                entry = local[key] = (WindowStats(), occurred, scopes)
-            elif occurred > entry[1]:
-                entry = local[key] = (entry[0], occurred, entry[2])
-            entry[0].add(record)
-            if attributed and record.score is not None:
-                self._pair(record, attributed[0].id, arm, bucket, partials)
-        for (task, release, tenant, arm, bucket), (stats, latest, scopes) in local.items():
-            for scope in scopes:
-                partial = partials.get(scope)
-                if partial is None:
-                    partial = partials[scope] = Partial(scope)
-                partial.stats(arm, bucket).merge(stats)
-                partial.evaluations += stats.count
-                partial.watermark = max(partial.watermark, latest)
+            key = (record.task, record.release, record.tenant, record.arm, bucket)
+            stats = local.get(key)
+            if stats is None:
+                stats = local[key] = WindowStats()
+            stats.add(record)
+            if occurred > latest.get(record.task, 0.0):
+                latest[record.task] = occurred
+            if record.score is not None and record.arm != "sandbox":
+                self._pair(record, bucket, partials)
+        for (task, release, tenant, arm, bucket), stats in local.items():
+            scope = task_scope(task)
+            partial = partials.get(scope)
+            if partial is None:
+                partial = partials[scope] = Partial(scope)
+            partial.stats(arm_key(release, arm), bucket).merge(stats)
+            partial.evaluations += stats.count
+            partial.watermark = max(partial.watermark, latest[task])
             cohort = self.index.cohorts.get(tenant, "general")
             windows = self.tenant_windows.setdefault((task, release, tenant, cohort, arm), {})
             if bucket in windows:
@@ -113,24 +120,23 @@ class Attributor:
                 windows[bucket] = stats
         return list(partials.values())
 
-    def _pair(self, record: Any, rollout_id: str, arm: str, bucket: int,
-              partials: dict[str, Partial]) -> None:
-        """Pair the production and shadow evaluations of one call (same tenant, so the same
-        partition): the delta lands in the shadow arm's stats."""
-        if arm not in ("shadow", "baseline"):
-            return
+    def _pair(self, record: Any, bucket: int, partials: dict[str, Partial]) -> None:
+        """Pair the production and shadow evaluations of one call; the score delta (shadow
+        minus production) is kept under the shadow release's ``pairs`` arm."""
         key = (record.tenant, record.task, record.call_id)
         other = self.shadow_pending.pop(key, None)
-        if other is None or other[0] == arm:
-            self.shadow_pending[key] = (arm, float(record.score))
+        if other is None or other[0] == record.arm:
+            self.shadow_pending[key] = (record.arm, record.release, float(record.score))
             while len(self.shadow_pending) > SHADOW_PAIR_CAPACITY:
                 self.shadow_pending.popitem(last=False)
             return
-        shadow_score = record.score if arm == "shadow" else other[1]
-        production_score = other[1] if arm == "shadow" else record.score
-        scope = rollout_scope(rollout_id)
+        if record.arm == "shadow":
+            shadow_release, delta = record.release, record.score - other[2]
+        else:
+            shadow_release, delta = other[1], other[2] - record.score
+        scope = task_scope(record.task)
         partial = partials.get(scope) or partials.setdefault(scope, Partial(scope))
-        partial.stats("shadow", bucket).add_shadow_pair(shadow_score - production_score)
+        partial.stats(arm_key(shadow_release, PAIRS), bucket).add_shadow_pair(delta)
 
     def expire(self, now: float) -> int:
         """Drop tenant windows older than TENANT_WINDOW_SECONDS; return how many remain."""

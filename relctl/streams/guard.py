@@ -1,18 +1,22 @@
-"""Stage 2: merge partials into time buckets per scope, evaluate guards and alerts, decide.
+"""Stage 2: merge partials into time buckets per task, evaluate guards and alerts, decide.
 
 State lives behind a small key-value interface (the worker backs it with a changelogged Faust
-table, so a restarted worker recovers it; unit tests use a dict). Per scope it keeps one meta
-record (rule and alert states, the list of live buckets) and one record per (arm, bucket).
+table, so a restarted worker recovers it; unit tests use a dict). Per task it keeps one meta
+record (rule and alert states, the list of live buckets) and one record per (arm, bucket), where
+an arm is ``<release>|<produced arm>``. The rollout's baseline and candidate are looked up when
+rules are evaluated, so evaluations that arrived before their rollout's start was known still
+count, and only evaluations since the rollout started are judged.
 
 A decision is made once per breach: the rule's state records the decision (id, action, time) and
 the command carries that id. Until the control topic shows the rollout in the decided state, the
 guard re-sends the same command every RESEND_AFTER_SECONDS, so a decision cannot be lost between
 the state write and the send; the control plane's rollback, freeze and pause are idempotent, so
-however often a command arrives the store records exactly one event.
+however often a command arrives the store records one event. Once the decision has taken effect
+and the breach is over (an operator resumed, the metric recovered), the rule starts afresh.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,14 +25,15 @@ import orjson
 from relctl.domain.alerts import AlertRule, AlertState, AlertTransition, measure, step
 from relctl.domain.guard_eval import RuleState, Verdict, evaluate_rule, strongest_action
 from relctl.domain.metrics import WindowStats
-from relctl.projections.control_index import GUARDED_STATES, ControlIndex, RolloutInfo
-from relctl.streams.attribute import BUCKET_SECONDS, Partial
+from relctl.projections.control_index import ControlIndex, RolloutInfo
+from relctl.streams.attribute import BUCKET_SECONDS, PAIRS, Partial, arm_key
 
 GUARD_ACTOR = "relctl-guard"
 RESEND_AFTER_SECONDS = 2.0
 # Rollout states in which a decision has not taken effect yet.
 NOT_APPLIED = {"rollback": ("Running", "Paused", "Frozen"), "freeze": ("Running", "Paused"),
                "pause": ("Running",)}
+DEFAULT_RETENTION_SECONDS = 1200.0
 
 
 class StateStore(Protocol):
@@ -64,9 +69,14 @@ class ScopeState:
         })
 
     def window(self, arms: Iterable[str], start: float, end: float) -> WindowStats:
+        """Merged stats of the buckets in (start - bucket, end]: a bucket belongs to the window
+        that holds its start, so consecutive windows never share one."""
         parts = [stats for arm in arms for b, stats in self.buckets.get(arm, {}).items()
-                 if start < b + BUCKET_SECONDS and b <= end]
+                 if start - BUCKET_SECONDS < b <= end]
         return WindowStats.merged(parts)
+
+    def releases(self) -> list[int]:
+        return sorted({int(arm.split("|", 1)[0]) for arm in self.buckets})
 
 
 @dataclass
@@ -111,19 +121,21 @@ class Guard:
         self.scopes[scope] = state
         return state
 
-    def _retention(self, rollout: RolloutInfo | None) -> float:
+    def _retention(self, task: str) -> float:
         windows = [rule.window_seconds * (2 if rule.relative else 1) for rule in self.alert_rules]
+        rollout = self.index.rollouts.get(self.index.active.get(task, ""))
         if rollout is not None:
             windows += [float(rule["window_seconds"]) for rule in rollout.guard_rules]
-        return max(windows, default=600.0) + BUCKET_SECONDS
+        return max([DEFAULT_RETENTION_SECONDS, *windows]) + BUCKET_SECONDS
 
     def _merge(self, state: ScopeState, partial: Partial, horizon: float) -> None:
         for arm, buckets in partial.arms.items():
             mine = state.buckets.setdefault(arm, {})
             for bucket, stats in buckets.items():
                 if bucket + BUCKET_SECONDS <= horizon:
-                    continue  # later than the longest window: it can no longer matter
-                merged = mine[bucket].merge(stats) if bucket in mine else stats
+                    continue  # older than the longest window: it can no longer matter
+                merged = mine[bucket].merge(stats) if bucket in mine else \
+                    WindowStats().merge(stats)
                 mine[bucket] = merged
                 self.store.set(f"{state.scope}|{arm}|{bucket}", orjson.dumps(merged.to_json()))
         for arm, buckets in state.buckets.items():
@@ -135,69 +147,81 @@ class Guard:
 
     def handle(self, partial: Partial, now: float) -> GuardOutcome:
         state = self.load(partial.scope)
-        kind, _, rest = partial.scope.partition("|")
-        rollout = self.index.rollouts.get(rest) if kind == "rollout" else None
-        self._merge(state, partial, now - self._retention(rollout))
+        task = partial.scope.partition("|")[2]
+        self._merge(state, partial, now - self._retention(task))
         state.watermark = max(state.watermark, partial.watermark)
         outcome = GuardOutcome()
-        if rollout is not None and rollout.state in GUARDED_STATES:
+        rollout = self.index.guarded_rollout(task)
+        if rollout is not None:
             self._guard(state, rollout, now, outcome)
-        elif kind == "release":
-            self._alerts(state, now, outcome)
+        self._alerts(state, task, now, outcome)
         self.store.set(f"{state.scope}|meta", state.meta())
         return outcome
 
+    def _arms(self, rollout: RolloutInfo) -> tuple[list[str], list[str]]:
+        candidate = arm_key(rollout.candidate, "shadow" if rollout.shadow else "production")
+        return ([candidate, arm_key(rollout.candidate, PAIRS)],
+                [arm_key(rollout.baseline, "production")])
+
     def _guard(self, state: ScopeState, rollout: RolloutInfo, now: float,
                outcome: GuardOutcome) -> None:
-        candidate_arm = "shadow" if rollout.shadow else "candidate"
+        candidate_arms, baseline_arms = self._arms(rollout)
+        for name, rule_state in list(state.rules.items()):
+            if rule_state.decision_id and rule_state.action in NOT_APPLIED \
+                    and rollout.state not in NOT_APPLIED[rule_state.action]:
+                state.rules[name] = replace(rule_state, applied=True)
         for rule in rollout.guard_rules:
-            start = now - float(rule["window_seconds"])
-            candidate = state.window([candidate_arm], start, now)
-            baseline = state.window(["baseline"], start, now)
+            window = float(rule["window_seconds"])
+            start = max(now - window, rollout.started_at or now - window)
+            effective = {**rule, "window_seconds": max(now - start, BUCKET_SECONDS)}
+            candidate = state.window(candidate_arms, start, now)
+            baseline = state.window(baseline_arms, start, now)
             previous = state.rules.get(rule["name"], RuleState())
-            verdict, new_state = evaluate_rule(rule, candidate, baseline, now, previous)
-            if rule["gate_class"] == "Signal" and previous.outcome == "Failed" \
-                    and verdict.outcome in ("Passed", "Inconclusive"):
-                outcome.alerts.append(self._guard_alert("resolved", rollout, verdict, now))
+            verdict, new_state = evaluate_rule(effective, candidate, baseline, now, previous)
+            verdict = replace(verdict, window_seconds=window)
+            if verdict.outcome in ("Passed", "Inconclusive") and previous.decided and (
+                    previous.applied or rule["gate_class"] == "Signal"):
+                if rule["gate_class"] == "Signal" and previous.outcome == "Failed":
+                    outcome.alerts.append(self._guard_alert("resolved", rollout, verdict, now,
+                                                            previous.decided_at))
                 new_state = RuleState(outcome=verdict.outcome)
             state.rules[rule["name"]] = new_state
             outcome.verdicts.append(verdict)
             if verdict.action == "alert":
-                outcome.alerts.append(self._guard_alert("fired", rollout, verdict, now))
+                state.rules[rule["name"]] = replace(new_state, decided_at=now)
+                outcome.alerts.append(self._guard_alert("fired", rollout, verdict, now, now))
         decision = strongest_action([v for v in outcome.verdicts if v.action != "alert"])
         if decision is None:
             self._reconcile(state, rollout, now, outcome)
-        else:
-            since_ms = int((decision.breach_since or now) * 1000)
-            decision_id = f"{rollout.id}:{decision.rule}:{since_ms}"
-            state.rules[decision.rule] = RuleState(
-                breach_since=decision.breach_since, decided=True, outcome="Failed",
-                decision_id=decision_id, action=decision.action, decided_at=now)
-            evidence = {
-                **decision.evidence(), "breach_since": _iso(decision.breach_since),
-                "rollout": rollout.id, "task": rollout.task, "baseline": rollout.baseline,
-                "candidate": rollout.candidate, "step": rollout.steps[rollout.step_index]
-                if rollout.step_index >= 0 else None, "decided_at": _iso(now),
-                "decision_id": decision_id,
-                "all_rules": [v.evidence() for v in outcome.verdicts],
-            }
-            command = {
-                "rollout_id": rollout.id, "action": decision.action,
-                "decision_id": decision_id, "actor": GUARD_ACTOR,
-                "reason": f"guard {decision.rule} ({decision.gate_class}) failed: "
-                          f"{decision.message}",
-                "evidence": evidence,
-            }
-            outcome.commands.append(command)
-            outcome.alerts.append({"kind": "decision", "scope": state.scope, **command})
-            self.sent[decision_id] = command
+            return
+        since_ms = int((decision.breach_since or now) * 1000)
+        decision_id = f"{rollout.id}:{decision.rule}:{since_ms}"
+        state.rules[decision.rule] = RuleState(
+            breach_since=decision.breach_since, decided=True, outcome="Failed",
+            decision_id=decision_id, action=decision.action, decided_at=now)
+        evidence = {
+            **decision.evidence(), "breach_since": _iso(decision.breach_since),
+            "rollout": rollout.id, "task": rollout.task, "baseline": rollout.baseline,
+            "candidate": rollout.candidate,
+            "step": rollout.steps[rollout.step_index] if rollout.step_index >= 0 else None,
+            "decided_at": _iso(now), "decision_id": decision_id,
+            "all_rules": [v.evidence() for v in outcome.verdicts],
+        }
+        command = {
+            "rollout_id": rollout.id, "action": decision.action, "decision_id": decision_id,
+            "actor": GUARD_ACTOR, "evidence": evidence,
+            "reason": f"guard {decision.rule} ({decision.gate_class}) failed: {decision.message}",
+        }
+        outcome.commands.append(command)
+        outcome.alerts.append({"kind": "decision", "scope": state.scope, **command})
+        self.sent[decision_id] = command
 
     def _reconcile(self, state: ScopeState, rollout: RolloutInfo, now: float,
                    outcome: GuardOutcome) -> None:
         """Re-send a decision the control topic does not show as applied yet."""
         for name, rule_state in state.rules.items():
             action, decision_id = rule_state.action, rule_state.decision_id
-            if action not in NOT_APPLIED or decision_id is None:
+            if action not in NOT_APPLIED or decision_id is None or rule_state.applied:
                 continue
             if rollout.state not in NOT_APPLIED[action]:
                 continue
@@ -210,36 +234,38 @@ class Guard:
                              "breach_since": _iso(rule_state.breach_since)},
             }
             outcome.commands.append(command)
-            state.rules[name] = RuleState(**{**rule_state.to_json(), "decided_at": now})
+            state.rules[name] = replace(rule_state, decided_at=now)
 
-    def _guard_alert(self, kind: str, rollout: RolloutInfo, verdict: Verdict,
-                     now: float) -> dict[str, Any]:
+    def _guard_alert(self, kind: str, rollout: RolloutInfo, verdict: Verdict, now: float,
+                     fired_at: float | None) -> dict[str, Any]:
         return {"kind": kind, "scope": f"rollout|{rollout.id}", "rule": f"guard:{verdict.rule}",
-                "severity": "warning", "at": _iso(now), "task": rollout.task,
-                "release": rollout.candidate, "baseline": rollout.baseline,
+                "severity": "warning", "at": _iso(now), "fired_at": _iso(fired_at),
+                "task": rollout.task, "release": rollout.candidate, "baseline": rollout.baseline,
                 "evidence": verdict.evidence()}
 
-    def _alerts(self, state: ScopeState, now: float, outcome: GuardOutcome) -> None:
-        _, task, release = state.scope.split("|")
-        for rule in self.alert_rules:
-            arms = list(state.buckets)
-            current = state.window(arms, now - rule.window_seconds, now)
-            previous = (state.window(arms, now - 2 * rule.window_seconds,
-                                     now - rule.window_seconds) if rule.relative else None)
-            value, samples = measure(rule, current, previous)
-            alert_state, transition = step(rule, value, samples, now,
-                                           state.alerts.get(rule.name, AlertState()))
-            state.alerts[rule.name] = alert_state
-            if transition is not None:
-                outcome.alerts.append(self._platform_alert(transition, state.scope, task,
-                                                           int(release)))
+    def _alerts(self, state: ScopeState, task: str, now: float, outcome: GuardOutcome) -> None:
+        """Platform alert rules per release of the task, over all of its traffic."""
+        for release in state.releases():
+            arms = [arm for arm in state.buckets
+                    if arm.startswith(f"{release}|") and not arm.endswith(f"|{PAIRS}")]
+            for rule in self.alert_rules:
+                current = state.window(arms, now - rule.window_seconds, now)
+                previous = (state.window(arms, now - 2 * rule.window_seconds,
+                                         now - rule.window_seconds - BUCKET_SECONDS)
+                            if rule.relative else None)
+                value, samples = measure(rule, current, previous)
+                key = f"{release}:{rule.name}"
+                alert_state, transition = step(rule, value, samples, now,
+                                               state.alerts.get(key, AlertState()))
+                state.alerts[key] = alert_state
+                if transition is not None:
+                    outcome.alerts.append(self._platform_alert(transition, task, release))
 
     @staticmethod
-    def _platform_alert(transition: AlertTransition, scope: str, task: str,
-                        release: int) -> dict[str, Any]:
+    def _platform_alert(transition: AlertTransition, task: str, release: int) -> dict[str, Any]:
         rule = transition.rule
         return {
-            "kind": transition.kind, "scope": scope, "rule": rule.name,
+            "kind": transition.kind, "scope": f"release|{task}|{release}", "rule": rule.name,
             "severity": rule.severity, "summary": rule.summary, "task": task,
             "release": release, "at": _iso(transition.at), "fired_at": _iso(transition.fired_at),
             "evidence": {"metric": rule.metric, "value": transition.value,
