@@ -2,9 +2,10 @@
 
 An alert fires when its condition has held for ``for_seconds`` with enough samples, and
 resolves only when the value has been back on the safe side of the threshold by a margin
-(``hysteresis``, a fraction of the threshold) for ``resolve_seconds``. A flapping metric
-therefore produces one fired/resolved pair, not a storm. ``relative`` rules compare the current
-window with the one before it (a drop or a spike).
+(``hysteresis``, a fraction of the threshold) for ``resolve_seconds``, or when the release
+has had no traffic at all for that long (nobody runs it any more, e.g. after a rollback). A
+flapping metric therefore produces one fired/resolved pair, not a storm. ``relative`` rules
+compare the current window with the one before it (a drop or a spike).
 """
 
 import json
@@ -113,7 +114,9 @@ def step(
     enough = value is not None and samples >= rule.min_samples
     breached = enough and COMPARE[rule.comparator](value, rule.threshold)  # type: ignore[arg-type]
     if state.status == "firing":
-        if enough and not breached and _clear(rule, value):  # type: ignore[arg-type]
+        # Clear by a margin, or no traffic at all (a release nobody runs any more).
+        quiet = value is None or samples == 0
+        if quiet or (enough and not breached and _clear(rule, value)):  # type: ignore[arg-type]
             clear_since = state.clear_since if state.clear_since is not None else now
             if now - clear_since >= rule.resolve_seconds:
                 resolved = AlertTransition("resolved", rule, value, samples, now,

@@ -40,11 +40,13 @@ class RuleState:
     action: str | None = None
     decided_at: float | None = None
     applied: bool = False
+    rollout_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"breach_since": self.breach_since, "decided": self.decided,
                 "outcome": self.outcome, "decision_id": self.decision_id,
-                "action": self.action, "decided_at": self.decided_at, "applied": self.applied}
+                "action": self.action, "decided_at": self.decided_at, "applied": self.applied,
+                "rollout_id": self.rollout_id}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "RuleState":

@@ -10,11 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ddsketch import DDSketch
+from ddsketch.ddsketch import BaseDDSketch
+from ddsketch.mapping import LogarithmicMapping
 from ddsketch.pb.ddsketch_pb2 import DDSketch as DDSketchMessage
 from ddsketch.pb.proto import DDSketchProto
+from ddsketch.store import DenseStore
 
 RELATIVE_ACCURACY = 0.01
+STORE_CHUNK = 16
 SKETCHES = ("latency", "queue_wait", "confidence")
 COUNTERS = (
     "count", "llm_error", "timeout", "transcription_error", "fallback", "schema_invalid",
@@ -25,8 +28,13 @@ COUNTERS = (
 )
 
 
-def _sketch() -> DDSketch:
-    return DDSketch(RELATIVE_ACCURACY)
+_MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)  # immutable once built: shared by all sketches
+
+
+def _sketch() -> BaseDDSketch:
+    """A DDSketch (1% relative accuracy) whose stores grow in small chunks: most buckets see a
+    narrow range of values, and the default 128-bin chunks dominated worker memory."""
+    return BaseDDSketch(_MAPPING, DenseStore(STORE_CHUNK), DenseStore(STORE_CHUNK), 0.0)
 
 
 @dataclass
@@ -60,9 +68,9 @@ class WindowStats:
     shadow_pairs: int = 0
     shadow_delta_sum: float = 0.0
     queue_depth_max: int = 0
-    latency: DDSketch = field(default_factory=_sketch)
-    queue_wait: DDSketch = field(default_factory=_sketch)
-    confidence: DDSketch = field(default_factory=_sketch)
+    latency: BaseDDSketch = field(default_factory=_sketch)
+    queue_wait: BaseDDSketch = field(default_factory=_sketch)
+    confidence: BaseDDSketch = field(default_factory=_sketch)
 
     def add(self, record: Any) -> None:  # noqa: PLR0912, PLR0915 - one flat pass per record
         """Fold one evaluation (an EvaluationRecord or anything with its attributes) in."""
@@ -165,7 +173,7 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def _quantile(sketch: DDSketch, q: float) -> float | None:
+def _quantile(sketch: BaseDDSketch, q: float) -> float | None:
     value = sketch.get_quantile_value(q) if sketch.count else None
     return float(value) if value is not None else None
 

@@ -32,6 +32,7 @@ class RolloutInfo:
     state: str = "Planned"
     step_index: int = -1
     started_at: float | None = None
+    applied_decisions: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -119,17 +120,26 @@ class ControlIndex:
         if aggregate in self.rollouts:
             self.rollouts[aggregate].step_index = int(data["step_index"])
 
+    def _note_decision(self, aggregate: str, data: dict[str, Any]) -> None:
+        """An automatic decision carries its id in the evidence: remember it was applied."""
+        decision = (data.get("evidence") or {}).get("decision_id")
+        if decision and aggregate in self.rollouts:
+            self.rollouts[aggregate].applied_decisions.add(str(decision))
+
     def _rollout_paused(self, aggregate: str, data: dict[str, Any]) -> None:
         self._set_state(aggregate, "Paused")
+        self._note_decision(aggregate, data)
 
     def _rollout_resumed(self, aggregate: str, data: dict[str, Any]) -> None:
         self._set_state(aggregate, "Running")
 
     def _rollout_frozen(self, aggregate: str, data: dict[str, Any]) -> None:
         self._set_state(aggregate, "Frozen")
+        self._note_decision(aggregate, data)
 
     def _rollout_rolled_back(self, aggregate: str, data: dict[str, Any]) -> None:
         self._set_state(aggregate, "RolledBack")
+        self._note_decision(aggregate, data)
 
     def _rollout_completed(self, aggregate: str, data: dict[str, Any]) -> None:
         self._set_state(aggregate, "Completed")

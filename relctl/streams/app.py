@@ -185,6 +185,7 @@ class GuardWorker:
                 ingest.count_rejected([r for r, _ in dead], "worker")
                 REJECTED.inc(len(dead))
             if records:
+                ingest.count_accepted(len(records), "worker")
                 PROCESSED.inc(len(records))
                 EVENT_AGE.set(max(0.0, time.time() - max(
                     r.occurred_at.timestamp() for r in records)))

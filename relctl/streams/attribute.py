@@ -20,6 +20,9 @@ from relctl.projections.control_index import ControlIndex
 
 BUCKET_SECONDS = 5.0
 SHADOW_PAIR_CAPACITY = 100_000
+# Per-tenant windows are for drill-down, not for guards: five-minute tumbling windows, the
+# last three kept, cost a fraction of the guards' five-second buckets.
+TENANT_BUCKET_SECONDS = 300.0
 TENANT_WINDOW_SECONDS = 900.0
 PAIRS = "pairs"
 
@@ -114,10 +117,11 @@ class Attributor:
             partial.watermark = max(partial.watermark, latest[task])
             cohort = self.index.cohorts.get(tenant, "general")
             windows = self.tenant_windows.setdefault((task, release, tenant, cohort, arm), {})
-            if bucket in windows:
-                windows[bucket].merge(stats)
+            tumbling = bucket_of(bucket, TENANT_BUCKET_SECONDS)
+            if tumbling in windows:
+                windows[tumbling].merge(stats)
             else:
-                windows[bucket] = stats
+                windows[tumbling] = stats
         return list(partials.values())
 
     def _pair(self, record: Any, bucket: int, partials: dict[str, Partial]) -> None:
@@ -143,7 +147,7 @@ class Attributor:
         horizon = now - TENANT_WINDOW_SECONDS
         for key in list(self.tenant_windows):
             windows = self.tenant_windows[key]
-            for bucket in [b for b in windows if b < horizon]:
+            for bucket in [b for b in windows if b + TENANT_BUCKET_SECONDS <= horizon]:
                 del windows[bucket]
             if not windows:
                 del self.tenant_windows[key]

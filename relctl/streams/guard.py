@@ -167,8 +167,12 @@ class Guard:
                outcome: GuardOutcome) -> None:
         candidate_arms, baseline_arms = self._arms(rollout)
         for name, rule_state in list(state.rules.items()):
-            if rule_state.decision_id and rule_state.action in NOT_APPLIED \
-                    and rollout.state not in NOT_APPLIED[rule_state.action]:
+            if rule_state.rollout_id != rollout.id:
+                continue  # another rollout of the task: its rules start afresh here
+            if rule_state.decision_id and not rule_state.applied and (
+                    rule_state.decision_id in rollout.applied_decisions
+                    or rule_state.action not in NOT_APPLIED
+                    or rollout.state not in NOT_APPLIED[rule_state.action]):
                 state.rules[name] = replace(rule_state, applied=True)
         for rule in rollout.guard_rules:
             window = float(rule["window_seconds"])
@@ -176,7 +180,9 @@ class Guard:
             effective = {**rule, "window_seconds": max(now - start, BUCKET_SECONDS)}
             candidate = state.window(candidate_arms, start, now)
             baseline = state.window(baseline_arms, start, now)
-            previous = state.rules.get(rule["name"], RuleState())
+            previous = state.rules.get(rule["name"])
+            if previous is None or previous.rollout_id != rollout.id:
+                previous = RuleState(rollout_id=rollout.id)
             verdict, new_state = evaluate_rule(effective, candidate, baseline, now, previous)
             verdict = replace(verdict, window_seconds=window)
             if verdict.outcome in ("Passed", "Inconclusive") and previous.decided and (
@@ -184,7 +190,7 @@ class Guard:
                 if rule["gate_class"] == "Signal" and previous.outcome == "Failed":
                     outcome.alerts.append(self._guard_alert("resolved", rollout, verdict, now,
                                                             previous.decided_at))
-                new_state = RuleState(outcome=verdict.outcome)
+                new_state = RuleState(outcome=verdict.outcome, rollout_id=rollout.id)
             state.rules[rule["name"]] = new_state
             outcome.verdicts.append(verdict)
             if verdict.action == "alert":
@@ -196,9 +202,13 @@ class Guard:
             return
         since_ms = int((decision.breach_since or now) * 1000)
         decision_id = f"{rollout.id}:{decision.rule}:{since_ms}"
-        state.rules[decision.rule] = RuleState(
-            breach_since=decision.breach_since, decided=True, outcome="Failed",
-            decision_id=decision_id, action=decision.action, decided_at=now)
+        for verdict in outcome.verdicts:
+            if verdict.action is not None and verdict.action != "alert":
+                # Rules failing together share the strongest decision, and its fate.
+                state.rules[verdict.rule] = RuleState(
+                    breach_since=verdict.breach_since, decided=True, outcome="Failed",
+                    decision_id=decision_id, action=decision.action, decided_at=now,
+                    rollout_id=rollout.id)
         evidence = {
             **decision.evidence(), "breach_since": _iso(decision.breach_since),
             "rollout": rollout.id, "task": rollout.task, "baseline": rollout.baseline,
@@ -219,10 +229,13 @@ class Guard:
     def _reconcile(self, state: ScopeState, rollout: RolloutInfo, now: float,
                    outcome: GuardOutcome) -> None:
         """Re-send a decision the control topic does not show as applied yet."""
+        resent: set[str] = set()
         for name, rule_state in state.rules.items():
             action, decision_id = rule_state.action, rule_state.decision_id
-            if action not in NOT_APPLIED or decision_id is None or rule_state.applied:
+            if action not in NOT_APPLIED or decision_id is None or rule_state.applied \
+                    or rule_state.rollout_id != rollout.id or decision_id in resent:
                 continue
+            resent.add(decision_id)
             if rollout.state not in NOT_APPLIED[action]:
                 continue
             if now - (rule_state.decided_at or 0.0) < RESEND_AFTER_SECONDS:
