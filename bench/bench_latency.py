@@ -54,7 +54,7 @@ class Bench:
         assert response.status_code < 300, response.text
         return response.json()
 
-    def setup_trial(self, task: str, rule_name: str) -> None:
+    def setup_trial(self, task: str, rule_name: str) -> str:
         api = self.api
         self.ok(api.post("/v1/releases", json={"task": task, "spec": SPEC, "reason": "v1 ok"}))
         self.ok(api.post(f"/v1/releases/{task}/1/promote", json={"stage": "Stable",
@@ -71,10 +71,15 @@ class Bench:
             "task": task, "candidate": 2, "steps": [100], "guard_rules": [rule],
             "reason": "latency trial"}))["aggregate"]["id"]
         self.ok(api.post(f"/v1/rollouts/{rollout}/start", json={"reason": "go now"}))
+        return str(rollout)
 
     async def trial(self, producer: Any, index: int) -> float:
         task, rule_name = f"lat{index}-{uuid.uuid4().hex[:4]}", f"rule{index}"
-        self.setup_trial(task, rule_name)
+        rollout = self.setup_trial(task, rule_name)
+        deadline = time.monotonic() + 30
+        while metric(self.metrics_port, "relctl_worker_rollout_state", rollout=rollout) != 1:
+            assert time.monotonic() < deadline, "the worker never saw the rollout start"
+            await asyncio.sleep(0.01)
         records = [EvaluationRecord.from_mapping(evaluation(task, 2, i, tenant="acme",
                                                             error=True)) for i in range(20)]
         processed = metric(self.metrics_port, "relctl_worker_evaluations_processed_total") or 0

@@ -45,6 +45,12 @@ ALERTS = Counter("relctl_alerts_total", "Alert transitions published", ["kind", 
 TENANT_WINDOWS = Gauge("relctl_worker_tenant_windows",
                        "Active (task, release, tenant, cohort, arm) windows held in memory")
 OUTCOME_CODE = {"Inconclusive": 0, "Passed": 1, "Pending": 2, "Failed": 3, "Error": 4}
+CONTROL_EVENTS = Gauge("relctl_worker_control_events", "Control events applied to the index")
+ROLLOUT_STATE = Gauge("relctl_worker_rollout_state",
+                      "Rollout state as this worker's control index sees it (0 Planned, "
+                      "1 Running, 2 Paused, 3 Frozen, 4 RolledBack, 5 Completed)", ["rollout"])
+STATE_CODE = {"Planned": 0, "Running": 1, "Paused": 2, "Frozen": 3, "RolledBack": 4,
+              "Completed": 5}
 
 
 class TableStore:
@@ -153,12 +159,20 @@ class GuardWorker:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
                     for record in records:
-                        self.index.apply(cloudevents.from_kafka(record.headers, record.value))
+                        envelope = cloudevents.from_kafka(record.headers, record.value)
+                        if self.index.apply(envelope):
+                            self._observe_control(envelope)
+                CONTROL_EVENTS.set(self.index.applied)
                 if not batch and not self.index_ready.is_set():
                     logger.info("control index caught up: %d events", self.index.applied)
                     self.index_ready.set()
         finally:
             await consumer.stop()
+
+    def _observe_control(self, envelope: dict[str, Any]) -> None:
+        rollout = self.index.rollouts.get(str(envelope.get("subject")))
+        if rollout is not None:
+            ROLLOUT_STATE.labels(rollout.id).set(STATE_CODE[rollout.state])
 
     # ---- stage 1 ------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
 
-FETCH_MAX_WAIT_MS = 20
+FETCH_MAX_WAIT_MS = 10
 SCHEME = "relctl-kafka"
 
 
