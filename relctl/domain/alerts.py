@@ -95,7 +95,7 @@ def measure(rule: AlertRule, current: WindowStats,
     before, before_samples = (metric_value(rule.metric, previous, None, rule.window_seconds)
                               if previous is not None else (None, 0))
     if not before or before_samples < rule.min_samples:
-        return None, 0
+        return None, samples  # traffic, but nothing to compare it with yet
     return (value - before) / abs(before), min(samples, before_samples)
 
 
@@ -115,7 +115,7 @@ def step(
     breached = enough and COMPARE[rule.comparator](value, rule.threshold)  # type: ignore[arg-type]
     if state.status == "firing":
         # Clear by a margin, or no traffic at all (a release nobody runs any more).
-        quiet = value is None or samples == 0
+        quiet = samples == 0
         if quiet or (enough and not breached and _clear(rule, value)):  # type: ignore[arg-type]
             clear_since = state.clear_since if state.clear_since is not None else now
             if now - clear_since >= rule.resolve_seconds:

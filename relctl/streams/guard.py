@@ -166,9 +166,14 @@ class Guard:
     def _guard(self, state: ScopeState, rollout: RolloutInfo, now: float,
                outcome: GuardOutcome) -> None:
         candidate_arms, baseline_arms = self._arms(rollout)
-        for name, rule_state in list(state.rules.items()):
+        for name, stored in list(state.rules.items()):
+            rule_state = stored
+            if stored.rollout_id is None and (stored.decision_id or "").startswith(
+                    f"{rollout.id}:"):
+                rule_state = state.rules[name] = replace(stored, rollout_id=rollout.id)
             if rule_state.rollout_id != rollout.id:
-                continue  # another rollout of the task: its rules start afresh here
+                del state.rules[name]  # an earlier rollout of the task: nothing carries over
+                continue
             if rule_state.decision_id and not rule_state.applied and (
                     rule_state.decision_id in rollout.applied_decisions
                     or rule_state.action not in NOT_APPLIED
