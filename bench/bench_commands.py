@@ -96,6 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1500)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="guard workers `relctl up` runs beside the API (they share the CPU)")
     args = parser.parse_args()
     with services(broker=False) as (db_url, _, scratch):
         creates, updates = raw_eventsourcing(db_url, args.n)
@@ -105,7 +107,8 @@ def main() -> None:
         data_dir = Path(scratch) / "data"
         process = subprocess.Popen(
             [sys.executable, "-m", "relctl.adapters.cli", "up", "--data-dir", str(data_dir),
-             "--api-port", str(port)], env=env, stdout=subprocess.DEVNULL,
+             "--api-port", str(port), "--workers", str(args.workers)], env=env,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         try:
             wait_for_port("127.0.0.1", port, timeout=60)

@@ -89,18 +89,23 @@ async def raw_consume(bootstrap_servers: str, topic: str, partitions: int, n: in
     return elapsed
 
 
-def worker_rate(runtime, n: int, log_dir: Path) -> float:  # type: ignore[no-untyped-def]
-    worker = WorkerProcess(runtime, log_dir).start()
-    if os.environ.get("BENCH_PROFILE"):  # optional: sample the worker with py-spy
-        assert worker.process is not None
+def worker_rate(runtime, n: int, log_dir: Path, count: int = 1) -> float:  # type: ignore[no-untyped-def]
+    """Evaluations/s of ``count`` workers in one consumer group, first to last processed."""
+    app_id = f"{runtime.settings.topic_prefix}-guard-{uuid.uuid4().hex[:6]}"
+    workers = [WorkerProcess(runtime, log_dir, app_id=app_id) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    if os.environ.get("BENCH_PROFILE"):  # optional: sample the first worker with py-spy
+        assert workers[0].process is not None
         subprocess.Popen([shutil.which("py-spy") or "py-spy", "record", "-p",
-                          str(worker.process.pid), "-f", "raw", "-o",
+                          str(workers[0].process.pid), "-f", "raw", "-o",
                           os.environ["BENCH_PROFILE"], "-d", "30"])
     try:
         first = last = None
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            done = worker.metric("relctl_worker_evaluations_processed_total") or 0
+            done = sum(w.metric("relctl_worker_evaluations_processed_total") or 0
+                       for w in workers)
             now = time.perf_counter()
             if done and first is None:
                 first = (now, done)
@@ -112,13 +117,15 @@ def worker_rate(runtime, n: int, log_dir: Path) -> float:  # type: ignore[no-unt
         assert last is not None, "worker did not finish"
         return (last[1] - first[1]) / (last[0] - first[0])
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     os.environ.setdefault("RELCTL_DATA_DIR", tempfile.mkdtemp())
     with services() as (db_url, kafka, scratch):
@@ -138,14 +145,15 @@ def main() -> None:
         raw = args.n / asyncio.run(raw_consume(kafka or "", topic, partitions, args.n, False))
         validated = args.n / asyncio.run(raw_consume(kafka or "", topic, partitions, args.n,
                                                      True))
-        worker = worker_rate(runtime, args.n, Path(scratch))
+        worker = worker_rate(runtime, args.n, Path(scratch), args.workers)
         plane.stop()
         runtime.close()
     print(f"raw aiokafka consume + orjson decode: {raw:10.0f} evaluations/s")
     print(f"raw + relctl decode/validate:         {validated:10.0f} evaluations/s "
           f"({validated / raw:.0%} of raw)")
-    print(f"relctl worker (attribute, window, guard): {worker:6.0f} evaluations/s "
-          f"({worker / raw:.1%} of raw)")
+    print(f"relctl worker x{args.workers} (attribute, window, guard): {worker:6.0f} "
+          f"evaluations/s ({worker / raw:.1%} of raw, {worker / validated:.0%} of raw + "
+          "validate)")
 
 
 if __name__ == "__main__":

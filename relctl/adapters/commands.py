@@ -119,7 +119,8 @@ class CommandConsumer:
             consumer = AIOKafkaConsumer(
                 self.settings.topic("commands"), bootstrap_servers=self.settings.kafka_bootstrap,
                 group_id=f"{self.settings.topic_prefix}-control-commands",
-                enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=10,
+                enable_auto_commit=False, auto_offset_reset="earliest",
+                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
                 session_timeout_ms=6000, heartbeat_interval_ms=1000)
             producer = make_producer(self.settings.kafka_bootstrap or "")
             try:

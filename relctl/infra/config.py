@@ -34,6 +34,7 @@ class Settings:
     alert_rules_file: str | None = None
     alertmanager_url: str | None = None
     worker_metrics_port: int | None = None
+    fetch_max_wait_ms: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -52,6 +53,7 @@ class Settings:
             alert_rules_file=os.environ.get("RELCTL_ALERT_RULES") or None,
             alertmanager_url=os.environ.get("RELCTL_ALERTMANAGER_URL") or None,
             worker_metrics_port=_int("RELCTL_WORKER_METRICS_PORT", 0) or None,
+            fetch_max_wait_ms=_int("RELCTL_FETCH_MAX_WAIT_MS", 10),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean)

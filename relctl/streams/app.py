@@ -105,7 +105,7 @@ class GuardWorker:
         self.batch_within = batch_within
         self.alertmanager = AlertmanagerSender(alertmanager_url) if alertmanager_url else None
         partitions = settings.evaluation_partitions
-        scheme = register_transport()
+        scheme = register_transport(settings.fetch_max_wait_ms)
         brokers = ";".join(f"{scheme}://{host}" for host in settings.kafka_bootstrap.split(","))
         self.app = faust.App(
             app_id or f"{settings.topic_prefix}-guard", broker=brokers, store="memory://",
