@@ -1,11 +1,13 @@
 """The guided scenario behind ``relctl demo``: what an operator does on day one.
 
 It talks to a running ``relctl up`` through the same client as every CLI command, so it shows
-the real API: two releases of a task, a rollout with a guard rule, an advance, a rollback, and
-the audit history that explains every step.
+the real API: two releases of a task, a rollout with a guard rule, an advance, evaluations that
+break the guard (the worker rolls the rollout back on its own), and the audit history that
+explains every step.
 """
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -47,8 +49,8 @@ def run_demo(client: Any, console: Console, output: str) -> None:
          {"task": task, "spec": v2, "reason": "stricter resolution scoring"})
     step("", "POST", f"/v1/releases/{task}/2/promote", {"stage": "Beta", "reason": "eval ok"})
     guard = [{"name": "llm-errors", "metric": "llm_error_rate", "comparator": ">",
-              "threshold": 0.01, "min_samples": 200, "window_seconds": 600,
-              "for_seconds": 60, "gate_class": "RollbackTrigger"}]
+              "threshold": 0.05, "min_samples": 100, "window_seconds": 600,
+              "for_seconds": 0, "gate_class": "RollbackTrigger"}]
     plan = step("4. plan a 10 -> 25 -> 50 -> 100 rollout with a guard rule", "POST",
                 "/v1/rollouts", {"task": task, "candidate": 2, "guard_rules": guard,
                                  "reason": "progressive rollout of v2"})
@@ -60,10 +62,28 @@ def run_demo(client: Any, console: Console, output: str) -> None:
     for tenant in tenants:
         result = client.call("GET", "/v1/resolve", None, {"tenant": tenant, "task": task})
         console.print(f"  {tenant:10} -> v{result['release']} ({result['source']})")
-    step("7. roll back", "POST", f"/v1/rollouts/{rollout}/rollback",
-         {"reason": "complaints about harsher scores", "evidence": {"tickets": 3}})
+    console.rule("[bold]7. the candidate misbehaves: 20% LLM errors, reported by the producers")
+    now = datetime.now(UTC).isoformat()
+    records = [{
+        "tenant": tenants[i % len(tenants)], "task": task, "call_id": f"call-{i}",
+        "release": 2 if i % 2 else 1, "prompt_hash": "sha256:demo", "model_provider": "openai",
+        "model_version": SPEC["model_version"], "temperature": 0.0, "seed": 42,
+        "outcome": "llm_error" if i % 2 and i % 5 == 1 else "ok", "latency_ms": 900.0,
+        "tokens": 850, "cost_usd": 0.004, "score": 78.0, "occurred_at": now,
+    } for i in range(600)]
+    accepted = client.call("POST", "/v1/evaluations", records, None)
+    console.print(f"  POST /v1/evaluations: {accepted['accepted']} accepted")
+    state = _wait_for_guard(client, rollout)
+    if state == "RolledBack":
+        decision = client.call("GET", f"/v1/rollouts/{rollout}", None, None)["decisions"][-1]
+        console.print(f"  rolled back automatically by {decision['actor']}: {decision['reason']}")
+    else:
+        console.print(f"  the guard has not acted yet (rollout is {state}; is a worker "
+                      "running?); rolling back by hand")
+        step("", "POST", f"/v1/rollouts/{rollout}/rollback",
+             {"reason": "error rate too high", "evidence": {"llm_error_rate": 0.2}})
     again = client.call("POST", f"/v1/rollouts/{rollout}/rollback",
-                        {"reason": "double-click"}, None)
+                        {"reason": "operator double-click"}, None)
     console.print(f"  a second rollback changes nothing: changed={again['changed']}")
     console.rule("[bold]8. after rollback every tenant is on the baseline")
     for tenant in tenants:
@@ -73,4 +93,17 @@ def run_demo(client: Any, console: Console, output: str) -> None:
     console.rule("[bold]9. the rollout's audit history")
     for event in history["events"]:
         data = event["data"]
-        console.print(f"  {event['time']}  {event['type']:40} {data['actor']}: {data['reason']}")
+        kind = event["type"].removeprefix("io.relctl.")
+        console.print(f"  {event['time'][11:23]} {kind:28} {data['actor']}: "
+                      f"{data['reason'][:60]}")
+
+
+def _wait_for_guard(client: Any, rollout: str, seconds: float = 20.0) -> str:
+    deadline = time.monotonic() + seconds
+    state = "Running"
+    while time.monotonic() < deadline:
+        state = client.call("GET", f"/v1/rollouts/{rollout}", None, None)["state"]
+        if state != "Running":
+            break
+        time.sleep(0.2)
+    return str(state)

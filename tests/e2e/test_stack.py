@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,33 @@ def test_operator_scenario_over_the_cli_then_clean_stop_and_restart(
     history = cli_ok("rollout", "history", rollout)["events"]
     assert [e["type"].split(".")[-2] for e in history] == [
         "planned", "started", "step_advanced", "rolled_back"]
+
+    # The guard worker that `relctl up` runs rolls a breaking candidate back on its own.
+    guard = tmp_path / "guard.json"
+    guard.write_text(json.dumps([{
+        "name": "errors", "metric": "llm_error_rate", "comparator": ">", "threshold": 0.05,
+        "min_samples": 50, "window_seconds": 300, "for_seconds": 0,
+        "gate_class": "RollbackTrigger"}]))
+    cli_ok("release", "create", "csat", "-f", str(spec2), "-r", "third try")
+    cli_ok("release", "promote", "csat", "3", "Beta", "-r", "eval bundle ok")
+    guarded = cli_ok("rollout", "plan", "csat", "3", "--steps", "100", "--guards", str(guard),
+                     "-r", "guarded")["aggregate"]["id"]
+    cli_ok("rollout", "start", guarded, "-r", "all in")
+    producer = cli_ok("token", "create", "scorer", "--role", "producer", "--tenant", "acme")
+    records = [{"tenant": "acme", "task": "csat", "call_id": f"c{i}", "release": 3,
+                "prompt_hash": "sha256:x", "model_provider": "openai",
+                "model_version": "gpt-4o-2024-08-06", "temperature": 0.0, "seed": 7,
+                "outcome": "llm_error" if i % 4 == 0 else "ok", "latency_ms": 900.0,
+                "tokens": 800, "cost_usd": 0.01,
+                "occurred_at": datetime.now(UTC).isoformat()} for i in range(80)]
+    posted = httpx.post(stack.url + "/v1/evaluations", json=records, timeout=30,
+                        headers={"Authorization": f"Bearer {producer['token']}"})
+    assert posted.status_code == 202 and posted.json()["accepted"] == 80
+    wait_until(lambda: cli_ok("rollout", "show", guarded)["state"] == "RolledBack",
+               timeout=60, interval=0.2, what="automatic rollback by the worker")
+    decisions = cli_ok("rollout", "show", guarded)["decisions"]
+    assert [d["actor"] for d in decisions] == ["relctl-guard"]
+    assert cli_ok("resolve", "acme", "csat")["release"] == 1
 
     # Exit codes tell scripts what went wrong.
     assert stack.cli("release", "show", "csat", "9")[0] == 5
