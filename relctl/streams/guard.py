@@ -256,10 +256,11 @@ class Guard:
 
     def _guard_alert(self, kind: str, rollout: RolloutInfo, verdict: Verdict, now: float,
                      fired_at: float | None) -> dict[str, Any]:
+        step = rollout.steps[rollout.step_index] if rollout.step_index >= 0 else None
         return {"kind": kind, "scope": f"rollout|{rollout.id}", "rule": f"guard:{verdict.rule}",
                 "severity": "warning", "at": _iso(now), "fired_at": _iso(fired_at),
                 "task": rollout.task, "release": rollout.candidate, "baseline": rollout.baseline,
-                "evidence": verdict.evidence()}
+                "cohort": step, "evidence": verdict.evidence()}
 
     def _alerts(self, state: ScopeState, task: str, now: float, outcome: GuardOutcome) -> None:
         """Platform alert rules per release of the task, over all of its traffic."""
@@ -285,7 +286,8 @@ class Guard:
         return {
             "kind": transition.kind, "scope": f"release|{task}|{release}", "rule": rule.name,
             "severity": rule.severity, "summary": rule.summary, "task": task,
-            "release": release, "at": _iso(transition.at), "fired_at": _iso(transition.fired_at),
+            "release": release, "cohort": "all", "at": _iso(transition.at),
+            "fired_at": _iso(transition.fired_at),
             "evidence": {"metric": rule.metric, "value": transition.value,
                          "samples": transition.samples, "comparator": rule.comparator,
                          "threshold": rule.threshold, "window_seconds": rule.window_seconds,
