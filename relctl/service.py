@@ -137,7 +137,15 @@ class ControlPlane(Application[UUID]):
         release = self.release(task, number)
         self._expect(release, expected_version)
         candidate = ReleaseSpec.from_dict(spec)
-        self._compiled(candidate.blueprint_version_id)
+        blueprint = self._compiled(candidate.blueprint_version_id)
+        if number > 1:
+            previous = self.release(task, number - 1).spec
+            reasons = breaking_changes(previous, candidate,
+                                       self._compiled(previous.blueprint_version_id), blueprint)
+            if reasons:
+                raise ValidationError(
+                    f"breaking change to {task} ({'; '.join(reasons)}): create it as a new task "
+                    f"version, e.g. {next_task_key(task)}, so tenants migrate when ready")
         release.revise(candidate, actor=actor, reason=reason)
         self._save(release)
         return _outcome(release)
@@ -151,6 +159,13 @@ class ControlPlane(Application[UUID]):
         release.promote(stage, actor=actor, reason=reason)
         self._save(release)
         return _outcome(release)
+
+    def _require_servable(self, task: str, number: int, what: str) -> None:
+        """Only a frozen (non-Draft) release may serve a customer: what ran must be reproducible."""
+        stage = self.release(task, number).stage
+        if stage == "Draft":
+            raise ConflictError(f"{task} v{number} is a Draft (its content can still change); "
+                                f"promote it before {what} can use it")
 
     def set_default_release(self, task: str, number: int, actor: str, reason: str) -> Outcome:
         index = self.task(task)
@@ -227,6 +242,7 @@ class ControlPlane(Application[UUID]):
             raise ConflictError(f"task {task} has no default release for the override to build "
                                 "on; give base_release explicitly")
         index.require_release(base_release)
+        self._require_servable(task, base_release, "an override")
         tenant.set_override(task, kind, value, base_release, actor=actor, reason=reason)
         self._save(tenant)
         return _outcome(tenant)
@@ -241,6 +257,7 @@ class ControlPlane(Application[UUID]):
             days: int = DEFAULT_PIN_DAYS) -> Outcome:
         tenant = self.tenant(key)
         self.task(task).require_release(release)
+        self._require_servable(task, release, "a pin")
         tenant.pin(task, release, days, datetime.now(UTC), actor=actor, reason=reason)
         self._save(tenant)
         return _outcome(tenant)
@@ -291,7 +308,10 @@ class ControlPlane(Application[UUID]):
             return _outcome(rollout, False, f"rollout is already {rollout.state}; nothing recorded")
         if rollout.state in ("RolledBack", "Completed"):
             index = self.task(rollout.task)
-            new_default = rollout.candidate if rollout.state == "Completed" else None
+            # Completing makes the candidate the default; rolling back makes the baseline the
+            # default (it usually already is), so every tenant of the rollout resolves to it.
+            target = rollout.candidate if rollout.state == "Completed" else rollout.baseline
+            new_default = None if target == index.default_release else target
             index.close_rollout(rollout.id, rollout.state, new_default, actor=actor, reason=reason)
             self._save(rollout, index)
         else:
@@ -313,8 +333,9 @@ class ControlPlane(Application[UUID]):
                                      evidence=evidence)
 
     def resume_rollout(self, rollout_id: UUID, actor: str, reason: str,
-                       expected_version: int | None = None) -> Outcome:
-        return self._rollout_command(rollout_id, "resume", actor, reason, expected_version)
+                       expected_version: int | None = None, may_unfreeze: bool = True) -> Outcome:
+        return self._rollout_command(rollout_id, "resume", actor, reason, expected_version,
+                                     may_unfreeze=may_unfreeze)
 
     def freeze_rollout(self, rollout_id: UUID, actor: str, reason: str,
                        evidence: dict[str, Any] | None = None,

@@ -364,16 +364,17 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
         return history(rollout_id)
 
     simple = {"start": app.start_rollout, "advance": app.advance_rollout,
-              "resume": app.resume_rollout, "complete": app.complete_rollout}
+              "complete": app.complete_rollout}
     with_evidence = {"pause": app.pause_rollout, "freeze": app.freeze_rollout,
                      "rollback": app.roll_back}
 
     @api.post("/v1/rollouts/{rollout_id}/{action}", tags=["rollouts"])
     def rollout_action(rollout_id: UUID, action: str, body: RolloutAction,
                        who: Principal = writer) -> Any:
-        if action == "resume" and who.role != "admin" and app.rollout(rollout_id).state == "Frozen":
-            raise errors.ForbiddenError("a frozen rollout is resumed only by an admin "
-                                        "(break-glass); ask an admin or roll back")
+        if action == "resume":
+            return run("resume_rollout", lambda: app.resume_rollout(
+                rollout_id, who.actor, body.reason, expected_version=body.expected_version,
+                may_unfreeze=who.role == "admin"))
         if action in simple:
             return run(f"{action}_rollout", lambda: simple[action](
                 rollout_id, who.actor, body.reason, expected_version=body.expected_version))
@@ -383,7 +384,7 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
                 expected_version=body.expected_version))
         raise errors.NotFoundError(
             f"unknown rollout action {action!r}; actions: "
-            f"{', '.join(sorted([*simple, *with_evidence]))}")
+            f"{', '.join(sorted([*simple, *with_evidence, 'resume']))}")
 
     # ---- resolution ----------------------------------------------------------------------
 

@@ -21,17 +21,19 @@ RATE_METRICS = frozenset({
     "llm_error_rate", "transcription_error_rate", "fallback_rate", "human_review_rate",
     "schema_invalid_rate", "repair_rate", "category_agreement",
     "critical_false_positive_rate", "critical_false_negative_rate", "timeout_rate",
+    "sandbox_failure_rate",
 })
 VALUE_METRICS = frozenset({
     "latency_p50_ms", "latency_p95_ms", "queue_wait_p95_ms", "tokens_per_eval", "cost_per_eval",
     "confidence_mean", "score_delta_baseline", "score_delta_shadow", "score_delta_human",
-    "abs_score_delta_human", "evaluations_per_minute",
+    "abs_score_delta_human", "evaluations_per_minute", "queue_depth_max",
 })
 METRICS = RATE_METRICS | VALUE_METRICS
 
 RULE_FIELDS = ("name", "metric", "comparator", "threshold", "min_samples", "window_seconds",
                "for_seconds", "gate_class")
 MAX_WINDOW_SECONDS = 7 * 24 * 3600
+MAX_MIN_SAMPLES = 10**9
 
 
 def _number(rule: dict[str, Any], key: str) -> float:
@@ -64,8 +66,10 @@ def normalize_rule(rule: Any) -> dict[str, Any]:
             f"guard rule {name!r}: {metric} is a fraction between 0 and 1 (1% is 0.01)"
         )
     min_samples = rule.get("min_samples", 1)
-    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
-        raise ValidationError(f"guard rule {name!r}: min_samples must be an integer >= 1")
+    if isinstance(min_samples, bool) or not isinstance(min_samples, int) \
+            or not 1 <= min_samples <= MAX_MIN_SAMPLES:
+        raise ValidationError(
+            f"guard rule {name!r}: min_samples must be an integer from 1 to {MAX_MIN_SAMPLES}")
     window = _number({**rule, "window_seconds": rule.get("window_seconds", 300)}, "window_seconds")
     if not 0 < window <= MAX_WINDOW_SECONDS:
         raise ValidationError(f"guard rule {name!r}: window_seconds must be in (0, 7 days]")

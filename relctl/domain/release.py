@@ -12,7 +12,7 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from relctl.domain.base import ControlAggregate, check_attribution
+from relctl.domain.base import ControlAggregate, check_attribution, check_json
 from relctl.domain.errors import ConflictError, ValidationError
 from relctl.domain.ids import check_key, release_id
 
@@ -93,6 +93,7 @@ class ReleaseSpec:
             raise ValidationError("seed must be an integer (every evaluation records its seed)")
         if not isinstance(self.output_schema, dict) or not self.output_schema:
             raise ValidationError("output_schema must be a non-empty JSON Schema object")
+        check_schema_shape(self.output_schema, "output_schema")
         if self.blueprint_version_id is not None and "@v" not in str(self.blueprint_version_id):
             raise ValidationError(
                 "blueprint_version_id must name a compiled version such as 'qa-default@v3'"
@@ -105,9 +106,28 @@ class ReleaseSpec:
             raise ValidationError("known_limitations must be a list of strings")
         if not isinstance(self.release_notes, dict):
             raise ValidationError("release_notes must be an object")
+        for name in self.__dataclass_fields__:
+            check_json(getattr(self, name), name)
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def check_schema_shape(schema: Any, where: str) -> None:
+    """The parts of a JSON Schema relctl reads to classify changes must have JSON Schema's
+    shapes: ``properties`` an object of schemas, ``required`` a list of names."""
+    if not isinstance(schema, dict):
+        raise ValidationError(f"{where} must be a JSON Schema object")
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        raise ValidationError(f"{where}.properties must be an object of schemas")
+    for key, value in properties.items():
+        check_schema_shape(value, f"{where}.properties.{key}")
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValidationError(f"{where}.required must be a list of property names")
+    if "items" in schema and isinstance(schema["items"], dict):
+        check_schema_shape(schema["items"], f"{where}.items")
 
 
 def schema_signature(schema: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from relctl.domain.base import ControlAggregate, check_attribution
-from relctl.domain.errors import ConflictError, ValidationError
+from relctl.domain.base import ControlAggregate, check_attribution, check_json
+from relctl.domain.errors import ConflictError, ForbiddenError, ValidationError
 from relctl.domain.guards import normalize_rules
 from relctl.domain.ids import check_key
 from relctl.domain.tenant import COHORTS
@@ -145,8 +145,18 @@ class Rollout(ControlAggregate):
     def _step_advanced(self, step_index: int, step: Any, actor: str, reason: str) -> None:
         self.step_index = step_index
 
+    def already_applied(self, evidence: dict[str, Any] | None) -> bool:
+        """Has an automatic decision with this evidence's decision id been recorded already?
+        (A re-sent pause arriving after an operator resumed must not pause again.)"""
+        decision = (evidence or {}).get("decision_id")
+        return bool(decision) and any(
+            (d.get("evidence") or {}).get("decision_id") == decision for d in self.decisions)
+
     def pause(self, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> bool:
         check_attribution(actor, reason)
+        check_json(evidence, "evidence")
+        if self.already_applied(evidence):
+            return False
         if self.state == "Paused":
             return False
         self._require("pause", "Running")
@@ -158,9 +168,14 @@ class Rollout(ControlAggregate):
         self.state = "Paused"
         self._note("pause", actor, reason, evidence)
 
-    def resume(self, actor: str, reason: str) -> None:
+    def resume(self, actor: str, reason: str, may_unfreeze: bool = True) -> None:
+        """Resume a paused or frozen rollout. Unfreezing is break-glass: the caller says whether
+        this actor may do it, and the check runs against the state being changed."""
         check_attribution(actor, reason)
         self._require("resume", "Paused", "Frozen")
+        if self.state == "Frozen" and not may_unfreeze:
+            raise ForbiddenError("a frozen rollout is resumed only by an admin (break-glass); "
+                                 "ask an admin or roll back")
         self._resumed(from_state=self.state, actor=actor, reason=reason)
 
     @event("Resumed")
@@ -169,6 +184,9 @@ class Rollout(ControlAggregate):
 
     def freeze(self, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> bool:
         check_attribution(actor, reason)
+        check_json(evidence, "evidence")
+        if self.already_applied(evidence):
+            return False
         if self.state == "Frozen":
             return False
         self._require("freeze", "Running", "Paused")
@@ -183,6 +201,7 @@ class Rollout(ControlAggregate):
     def roll_back(self, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> bool:
         """Send every tenant back to the baseline. A second rollback is a no-op (returns False)."""
         check_attribution(actor, reason)
+        check_json(evidence, "evidence")
         if self.state == "RolledBack":
             return False
         self._require("roll back", *ACTIVE_STATES)

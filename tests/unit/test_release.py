@@ -85,9 +85,27 @@ def test_temperature_must_be_a_number(temperature: Any) -> None:
         ReleaseSpec.from_dict(spec(temperature=temperature))
 
 
-@pytest.mark.parametrize("seed", [0, 7, -3, 2**63])
+@pytest.mark.parametrize("seed", [0, 7, -3, 2**63 - 1, -(2**63)])
 def test_integer_seed_is_accepted(seed: int) -> None:
     assert ReleaseSpec.from_dict(spec(seed=seed)).seed == seed
+
+
+@pytest.mark.parametrize("seed", [2**63, -(2**63) - 1, 10**20])
+def test_seed_beyond_64_bits_is_refused(seed: int) -> None:
+    # Every consumer of relctl.control must be able to read the event back (orjson, Java, Go).
+    with pytest.raises(ValidationError, match="does not fit in 64 bits"):
+        ReleaseSpec.from_dict(spec(seed=seed))
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("retrieval", {"k": 10**20}), ("release_notes", {"why": float("nan")}),
+    ("output_schema", {"type": "object", "properties": [1]}),
+    ("output_schema", {"type": "object", "properties": {"a": {"properties": "x"}}}),
+    ("output_schema", {"type": "object", "required": "score"}),
+])
+def test_values_consumers_cannot_read_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError):
+        ReleaseSpec.from_dict(spec(**{field: value}))
 
 
 @pytest.mark.parametrize("seed", [1.0, 7.5, True, "7"])
