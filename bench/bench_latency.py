@@ -91,7 +91,7 @@ class Bench:
         while time.monotonic() < deadline:
             done = metric(self.metrics_port, "relctl_worker_evaluations_processed_total") or 0
             state = metric(self.metrics_port, "relctl_guard_rule_outcome",
-                           rollout=rule_name, rule=rule_name)
+                           rollout=rollout, rule=rule_name)
             if done >= processed + 19 and state == 0:
                 break
             await asyncio.sleep(0.05)
@@ -110,7 +110,7 @@ class Bench:
                     return time.perf_counter() - started
                 await asyncio.sleep(0.002)
         done = metric(self.metrics_port, "relctl_worker_evaluations_processed_total")
-        outcome = metric(self.metrics_port, "relctl_guard_rule_outcome", rollout=rule_name,
+        outcome = metric(self.metrics_port, "relctl_guard_rule_outcome", rollout=rollout,
                          rule=rule_name)
         raise AssertionError(f"trial {index}: no rollback within 30 s (worker processed "
                              f"{done} evaluations, expected {processed + 20}; rule outcome "

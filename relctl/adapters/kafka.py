@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 class TopicSpec:
     name: str
     partitions: int
+    compact: bool = False  # keep the latest value per key (table changelogs)
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -57,7 +58,9 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int
     try:
         for spec in missing:
             try:
-                await admin.create_topics([NewTopic(spec.name, spec.partitions, replication)])
+                configs = {"cleanup.policy": "compact"} if spec.compact else {}
+                await admin.create_topics([NewTopic(spec.name, spec.partitions, replication,
+                                                    topic_configs=configs)])
             except TopicAlreadyExistsError:
                 continue
         logger.info("created topics %s", [spec.name for spec in missing])

@@ -41,12 +41,13 @@ class RuleState:
     decided_at: float | None = None
     applied: bool = False
     rollout_id: str | None = None
+    clear_since: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"breach_since": self.breach_since, "decided": self.decided,
                 "outcome": self.outcome, "decision_id": self.decision_id,
                 "action": self.action, "decided_at": self.decided_at, "applied": self.applied,
-                "rollout_id": self.rollout_id}
+                "rollout_id": self.rollout_id, "clear_since": self.clear_since}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "RuleState":

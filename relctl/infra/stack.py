@@ -100,6 +100,8 @@ class Stack:
                "RELCTL_CONTROL_PARTITIONS": str(self.settings.control_partitions)}
         log_path = self.settings.data_dir.resolve() / "worker.log"
         for number in range(self.workers):
+            if self.settings.worker_metrics_port:  # one metrics port per worker
+                env["RELCTL_WORKER_METRICS_PORT"] = str(self.settings.worker_metrics_port + number)
             with open(log_path, "ab") as log:
                 self.worker_processes.append(subprocess.Popen(
                     [sys.executable, "-m", "relctl.adapters.cli", "worker"], env=env,

@@ -46,6 +46,8 @@ TENANT_WINDOWS = Gauge("relctl_worker_tenant_windows",
                        "Active (task, release, tenant, cohort, arm) windows held in memory")
 OUTCOME_CODE = {"Inconclusive": 0, "Passed": 1, "Pending": 2, "Failed": 3, "Error": 4}
 CONTROL_EVENTS = Gauge("relctl_worker_control_events", "Control events applied to the index")
+CONTROL_MALFORMED = Counter("relctl_worker_control_malformed_total",
+                            "Control records that could not be read and were skipped")
 ROLLOUT_STATE = Gauge("relctl_worker_rollout_state",
                       "Rollout state as this worker's control index sees it (0 Planned, "
                       "1 Running, 2 Paused, 3 Frozen, 4 RolledBack, 5 Completed)", ["rollout"])
@@ -135,13 +137,16 @@ class GuardWorker:
         app.agent(self.partials, name="guard")(self._guard)
         app.task(self._follow_control)
         app.timer(5.0)(self._housekeeping)
+        app.on_partitions_revoked.connect(self._on_rebalance)
+        app.on_partitions_assigned.connect(self._on_rebalance)
+        self._background: set[asyncio.Task[None]] = set()
 
     def topic_specs(self) -> list[Any]:
         """Topics this worker needs besides the shared ones: its table's changelog."""
         from relctl.adapters.kafka import TopicSpec
 
         changelog = f"{self.app.conf.id}-{self.table.name}-changelog"
-        return [TopicSpec(changelog, self.settings.evaluation_partitions)]
+        return [TopicSpec(changelog, self.settings.evaluation_partitions, compact=True)]
 
     # ---- control topic ------------------------------------------------------------------
 
@@ -159,9 +164,7 @@ class GuardWorker:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
                     for record in records:
-                        envelope = cloudevents.from_kafka(record.headers, record.value)
-                        if self.index.apply(envelope):
-                            self._observe_control(envelope)
+                        self._apply_control(record)
                 CONTROL_EVENTS.set(self.index.applied)
                 if not batch and not self.index_ready.is_set():
                     logger.info("control index caught up: %d events", self.index.applied)
@@ -169,10 +172,26 @@ class GuardWorker:
         finally:
             await consumer.stop()
 
-    def _observe_control(self, envelope: dict[str, Any]) -> None:
+    def _apply_control(self, record: Any) -> None:
+        """Apply one control record; a malformed one is counted and skipped, never fatal
+        (every worker re-reads the topic from the start, so a crash here would repeat)."""
+        try:
+            envelope = cloudevents.from_kafka(record.headers, record.value)
+            if not self.index.apply(envelope):
+                return
+        except Exception as exc:  # one bad record must not blind the guard
+            CONTROL_MALFORMED.inc()
+            logger.warning("skipped malformed control record at %s/%s: %s", record.partition,
+                           record.offset, exc)
+            return
         rollout = self.index.rollouts.get(str(envelope.get("subject")))
         if rollout is not None:
             ROLLOUT_STATE.labels(rollout.id).set(STATE_CODE[rollout.state])
+
+    async def _on_rebalance(self, *_: Any, **__: Any) -> None:
+        """Partitions moved: state cached in memory may be stale (another worker may have
+        written the table meanwhile), so reload every scope from the table on next use."""
+        self.guard.forget()
 
     # ---- stage 1 ------------------------------------------------------------------------
 
@@ -221,7 +240,7 @@ class GuardWorker:
 
     async def _publish(self, outcome: GuardOutcome) -> None:
         for verdict in outcome.verdicts:
-            GUARD_OUTCOME.labels(verdict.rule.split(":")[0], verdict.rule).set(
+            GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
                 OUTCOME_CODE[verdict.outcome])
         for command in outcome.commands:
             key, value, headers = command_record(command)
@@ -234,7 +253,9 @@ class GuardWorker:
             await self.alerts.send(key=key, value=value, headers=headers)
             ALERTS.labels(alert["kind"], str(alert.get("rule", "decision"))).inc()
         if outcome.alerts and self.alertmanager is not None:
-            asyncio.get_running_loop().create_task(self.alertmanager.send(outcome.alerts))
+            task = asyncio.get_running_loop().create_task(self.alertmanager.send(outcome.alerts))
+            self._background.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._background.discard)
 
     async def _housekeeping(self) -> None:
         TENANT_WINDOWS.set(self.attributor.expire(time.time()))

@@ -15,6 +15,7 @@ however often a command arrives the store records one event. Once the decision h
 and the breach is over (an operator resumed, the metric recovered), the rule starts afresh.
 """
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -34,6 +35,9 @@ RESEND_AFTER_SECONDS = 2.0
 NOT_APPLIED = {"rollback": ("Running", "Paused", "Frozen"), "freeze": ("Running", "Paused"),
                "pause": ("Running",)}
 DEFAULT_RETENTION_SECONDS = 1200.0
+MAX_REMEMBERED_DECISIONS = 10_000
+# A Signal alert resolves only after its rule has stayed clear this long (hysteresis).
+SIGNAL_RESOLVE_SECONDS = 60.0
 
 
 class StateStore(Protocol):
@@ -81,6 +85,7 @@ class ScopeState:
 
 @dataclass
 class GuardOutcome:
+    rollout_id: str | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     commands: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -97,7 +102,12 @@ class Guard:
         self.store = store
         self.alert_rules = tuple(alert_rules)
         self.scopes: dict[str, ScopeState] = {}
-        self.sent: dict[str, dict[str, Any]] = {}
+        self.sent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def forget(self) -> None:
+        """Drop what is cached in memory; the store stays the truth (after a rebalance)."""
+        self.scopes.clear()
+        self.sent.clear()
 
     # ---- state --------------------------------------------------------------------------
 
@@ -153,6 +163,7 @@ class Guard:
         outcome = GuardOutcome()
         rollout = self.index.guarded_rollout(task)
         if rollout is not None:
+            outcome.rollout_id = rollout.id
             self._guard(state, rollout, now, outcome)
         self._alerts(state, task, now, outcome)
         self.store.set(f"{state.scope}|meta", state.meta())
@@ -163,9 +174,10 @@ class Guard:
         return ([candidate, arm_key(rollout.candidate, PAIRS)],
                 [arm_key(rollout.baseline, "production")])
 
-    def _guard(self, state: ScopeState, rollout: RolloutInfo, now: float,
-               outcome: GuardOutcome) -> None:
-        candidate_arms, baseline_arms = self._arms(rollout)
+    @staticmethod
+    def _settle(state: ScopeState, rollout: RolloutInfo) -> None:
+        """Keep only this rollout's rule states, and mark decisions the control topic shows
+        as applied (by their id in an event's evidence, or by the rollout's state)."""
         for name, stored in list(state.rules.items()):
             rule_state = stored
             if stored.rollout_id is None and (stored.decision_id or "").startswith(
@@ -179,6 +191,11 @@ class Guard:
                     or rule_state.action not in NOT_APPLIED
                     or rollout.state not in NOT_APPLIED[rule_state.action]):
                 state.rules[name] = replace(rule_state, applied=True)
+
+    def _guard(self, state: ScopeState, rollout: RolloutInfo, now: float,
+               outcome: GuardOutcome) -> None:
+        candidate_arms, baseline_arms = self._arms(rollout)
+        self._settle(state, rollout)
         for rule in rollout.guard_rules:
             window = float(rule["window_seconds"])
             start = max(now - window, rollout.started_at or now - window)
@@ -190,11 +207,11 @@ class Guard:
                 previous = RuleState(rollout_id=rollout.id)
             verdict, new_state = evaluate_rule(effective, candidate, baseline, now, previous)
             verdict = replace(verdict, window_seconds=window)
-            if verdict.outcome in ("Passed", "Inconclusive") and previous.decided and (
-                    previous.applied or rule["gate_class"] == "Signal"):
-                if rule["gate_class"] == "Signal" and previous.outcome == "Failed":
-                    outcome.alerts.append(self._guard_alert("resolved", rollout, verdict, now,
-                                                            previous.decided_at))
+            clear = verdict.outcome in ("Passed", "Inconclusive")
+            if rule["gate_class"] == "Signal" and previous.decided:
+                new_state = self._signal_hysteresis(rollout, verdict, previous, new_state, now,
+                                                    outcome)
+            elif clear and previous.decided and previous.applied:
                 new_state = RuleState(outcome=verdict.outcome, rollout_id=rollout.id)
             state.rules[rule["name"]] = new_state
             outcome.verdicts.append(verdict)
@@ -204,7 +221,11 @@ class Guard:
         decision = strongest_action([v for v in outcome.verdicts if v.action != "alert"])
         if decision is None:
             self._reconcile(state, rollout, now, outcome)
-            return
+        else:
+            self._decide(state, rollout, decision, now, outcome)
+
+    def _decide(self, state: ScopeState, rollout: RolloutInfo, decision: Verdict, now: float,
+                outcome: GuardOutcome) -> None:
         since_ms = int((decision.breach_since or now) * 1000)
         decision_id = f"{rollout.id}:{decision.rule}:{since_ms}"
         for verdict in outcome.verdicts:
@@ -230,6 +251,21 @@ class Guard:
         outcome.commands.append(command)
         outcome.alerts.append({"kind": "decision", "scope": state.scope, **command})
         self.sent[decision_id] = command
+        while len(self.sent) > MAX_REMEMBERED_DECISIONS:
+            self.sent.popitem(last=False)
+
+    def _signal_hysteresis(self, rollout: RolloutInfo, verdict: Verdict, previous: RuleState,
+                           new_state: RuleState, now: float, outcome: GuardOutcome) -> RuleState:
+        """A fired Signal alert resolves only after SIGNAL_RESOLVE_SECONDS of clear verdicts,
+        so a metric flapping around its threshold yields one fired/resolved pair."""
+        if verdict.outcome not in ("Passed", "Inconclusive"):
+            return replace(new_state, clear_since=None)
+        clear_since = previous.clear_since if previous.clear_since is not None else now
+        if now - clear_since < SIGNAL_RESOLVE_SECONDS:
+            return replace(previous, clear_since=clear_since, outcome=verdict.outcome)
+        outcome.alerts.append(self._guard_alert("resolved", rollout, verdict, now,
+                                                previous.decided_at))
+        return RuleState(outcome=verdict.outcome, rollout_id=rollout.id)
 
     def _reconcile(self, state: ScopeState, rollout: RolloutInfo, now: float,
                    outcome: GuardOutcome) -> None:

@@ -44,6 +44,14 @@ def events_of(runtime: Runtime, rollout: str) -> list[str]:
     return [type(e).__qualname__ for e in runtime.app.history(UUID(rollout))]
 
 
+def decision_ids(runtime: Runtime) -> int:
+    """How many distinct decisions the guard published on relctl.commands."""
+    settings = runtime.settings
+    records = read_topic(settings.kafka_bootstrap or "", settings.topic("commands"),
+                         settings.control_partitions, 1, timeout=3, raw=True)
+    return len({r["ce_id"] for r in records})
+
+
 def state_of(runtime: Runtime, rollout: str) -> str:
     return str(runtime.app.rollout(UUID(rollout)).state)
 
@@ -75,6 +83,8 @@ def test_breaking_guard_rolls_back_and_resolve_returns_the_baseline(
     wait_until(lambda: (worker.metric("relctl_worker_evaluations_processed_total") or 0) >= 300,
                what="late evaluations processed")
     assert events_of(runtime, rollout).count("Rollout.RolledBack") == 1
+    assert decision_ids(runtime) == 1, "the guard itself decided once, not just the store"
+    assert worker.metric("relctl_guard_decisions_total", action="rollback") == 1
 
 
 @pytest.mark.parametrize(("error_every", "count", "expected"), [
@@ -88,12 +98,13 @@ def test_near_misses_change_nothing(
     worker.start()
     produce(runtime.settings.kafka_bootstrap or "", runtime.settings.topic("evaluations"),
             [evaluation("qa", 2, i, error=i % error_every == 0) for i in range(count)])
-    wait_until(lambda: worker.metric("relctl_guard_rule_outcome", rollout="errors",
+    wait_until(lambda: worker.metric("relctl_guard_rule_outcome", rollout=rollout,
                                      rule="errors") == expected and
                (worker.metric("relctl_worker_evaluations_processed_total") or 0) >= count,
                timeout=60, what=f"guard outcome {expected}")
     assert state_of(runtime, rollout) == "Running"
     assert events_of(runtime, rollout) == ["Rollout.Planned", "Rollout.Started"]
+    assert not worker.metric("relctl_guard_decisions_total", action="rollback")
 
 
 def test_signal_rule_only_alerts(runtime: Runtime, worker: WorkerProcess) -> None:
@@ -152,7 +163,7 @@ def test_worker_killed_mid_breach_decides_exactly_once_after_restart(
     settings = runtime.settings
     produce(settings.kafka_bootstrap or "", settings.topic("evaluations"),
             [evaluation("kill", 2, i, error=True) for i in range(60)])
-    wait_until(lambda: worker.metric("relctl_guard_rule_outcome", rollout="errors",
+    wait_until(lambda: worker.metric("relctl_guard_rule_outcome", rollout=rollout,
                                      rule="errors") == 2, timeout=60, what="breach pending")
     worker.kill()
     killed_at = datetime.now(UTC)
@@ -167,6 +178,7 @@ def test_worker_killed_mid_breach_decides_exactly_once_after_restart(
     wait_until(lambda: state_of(runtime, rollout) == "RolledBack", timeout=60,
                what="decision after restart")
     assert events_of(runtime, rollout).count("Rollout.RolledBack") == 1
+    assert decision_ids(runtime) == 1, "re-sends after the restart carry the same decision id"
     evidence = runtime.app.history(UUID(rollout))[-1].evidence
     breach_since = datetime.fromisoformat(evidence["breach_since"])
     assert breach_since < killed_at, "the breach observed before the kill was recovered"

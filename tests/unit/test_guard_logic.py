@@ -28,6 +28,7 @@ from relctl.streams.guard import (
     DEFAULT_RETENTION_SECONDS,
     GUARD_ACTOR,
     RESEND_AFTER_SECONDS,
+    SIGNAL_RESOLVE_SECONDS,
     DictStore,
     Guard,
     GuardOutcome,
@@ -760,15 +761,35 @@ def test_signal_rule_fires_then_resolves_with_fired_at_and_can_fire_again() -> N
     again = rig.feed(T0 + 2, {(CAND, B0): errors(10, 1)})
     assert (again.alerts, again.commands) == ([], [])
     assert rig.feed(T0 + 1 + RESEND_AFTER_SECONDS + 5).commands == [], "alerts are not re-sent"
-    passed = rig.feed(T0 + 12, {(CAND, B2): errors(1000, 0)})
+    assert rig.feed(T0 + 12, {(CAND, B2): errors(1000, 0)}).alerts == [], "hysteresis"
+    resolved_at = T0 + 12 + SIGNAL_RESOLVE_SECONDS
+    assert rig.feed(resolved_at - 1).alerts == []
+    passed = rig.feed(resolved_at)
     assert [(a["kind"], a["rule"], a["at"], a["fired_at"]) for a in passed.alerts] == [
-        ("resolved", "guard:drift", iso(T0 + 12), iso(T0 + 1))]
+        ("resolved", "guard:drift", iso(resolved_at), iso(T0 + 1))]
     assert passed.alerts[0]["evidence"]["outcome"] == "Passed"
     assert rig.rule("drift") == RuleState(outcome="Passed", rollout_id=rig.rollout)
-    assert rig.feed(T0 + 13).alerts == []
-    refired = rig.feed(T0 + 20, {(CAND, B2 + 5): errors(1000, 900)})
-    assert [(a["kind"], a["fired_at"]) for a in refired.alerts] == [("fired", iso(T0 + 20))]
+    assert rig.feed(resolved_at + 1).alerts == []
+    refire = resolved_at + 8
+    refired = rig.feed(refire, {(CAND, int(refire) // 5 * 5): errors(5000, 4500)})
+    assert [(a["kind"], a["fired_at"]) for a in refired.alerts] == [("fired", iso(refire))]
     assert refired.commands == []
+
+
+def test_a_flapping_signal_metric_fires_once_and_resolves_once() -> None:
+    rig = Rig([guard_rule(name="drift", gate_class="Signal", window_seconds=5)])
+    kinds: list[str] = []
+    for second in range(1, 40):
+        bad = second % 2 == 1
+        bucket = int(T0 + second) // 5 * 5
+        out = rig.feed(T0 + second, {(CAND, bucket): errors(100, 90 if bad else 0)})
+        kinds += [a["kind"] for a in out.alerts]
+    assert kinds == ["fired"], "flapping around the threshold must not storm"
+    quiet = T0 + 40 + SIGNAL_RESOLVE_SECONDS + 10
+    for second in range(int(T0 + 40), int(quiet)):
+        kinds += [a["kind"] for a in rig.feed(second, {(CAND, second // 5 * 5): errors(100, 0)})
+                  .alerts]
+    assert kinds == ["fired", "resolved"]
 
 
 def test_signal_rule_resolves_when_the_evidence_runs_out() -> None:
@@ -776,7 +797,9 @@ def test_signal_rule_resolves_when_the_evidence_runs_out() -> None:
     assert [a["kind"] for a in rig.feed(T0 + 1, {(CAND, B0): errors(60, 6)}).alerts] == [
         "fired"]
     rig.restart()
-    out = rig.feed(T0 + 200)
+    assert rig.feed(T0 + 200).alerts == [], "clear, but not yet for SIGNAL_RESOLVE_SECONDS"
+    rig.restart()
+    out = rig.feed(T0 + 200 + SIGNAL_RESOLVE_SECONDS)
     assert [(a["kind"], a["fired_at"], a["evidence"]["outcome"]) for a in out.alerts] == [
         ("resolved", iso(T0 + 1), "Inconclusive")]
     assert rig.rule("drift") == RuleState(outcome="Inconclusive", rollout_id=rig.rollout)
