@@ -116,12 +116,15 @@ def up(
     api_port: Annotated[int | None, typer.Option(help="API port (default 8750)")] = None,
     api_host: Annotated[str | None, typer.Option(help="API bind address")] = None,
     workers: Annotated[int, typer.Option(help="guard workers to run (0: none)")] = 1,
+    relay: Annotated[bool, typer.Option(
+        help="run the store -> Kafka relay here (--no-relay when `relctl relay` runs it)")] = True,
 ) -> None:
     """Run the whole control plane in the foreground (embedded services when unconfigured)."""
     from relctl.infra.stack import run_up
 
     _logging()
-    run_up(Settings.from_env(data_dir=data_dir, api_port=api_port, api_host=api_host), workers)
+    run_up(Settings.from_env(data_dir=data_dir, api_port=api_port, api_host=api_host), workers,
+           relay)
 
 
 def _logging() -> None:
@@ -166,6 +169,12 @@ def whoami(output: Output = "text") -> None:
 
 
 # ---- tokens ----------------------------------------------------------------------------
+
+@token_app.command("revoke")
+def token_revoke(actor: str, output: Output = "text") -> None:
+    """Revoke every token of ACTOR."""
+    show(Client().call("POST", f"/v1/tokens/{actor}/revoke"), output)
+
 
 @token_app.command("create")
 def token_create(
@@ -396,8 +405,15 @@ def rollout_history(rollout_id: str, output: Output = "text") -> None:
     show(Client().call("GET", f"/v1/rollouts/{rollout_id}/history"), output)
 
 
-def _rollout_action(action: str, doc: str) -> None:
+def _rollout_action(action: str, doc: str, takes_evidence: bool) -> None:
     def command(
+        rollout_id: str, reason: Reason, expected_version: Expected = None,
+        output: Output = "text",
+    ) -> None:
+        body = {"reason": reason, "expected_version": expected_version}
+        show(Client().call("POST", f"/v1/rollouts/{rollout_id}/{action}", body), output)
+
+    def with_evidence(
         rollout_id: str, reason: Reason, expected_version: Expected = None,
         evidence: Annotated[Path | None, typer.Option(help="JSON file with evidence")] = None,
         output: Output = "text",
@@ -406,20 +422,22 @@ def _rollout_action(action: str, doc: str) -> None:
                 "evidence": _load_json(evidence) if evidence else None}
         show(Client().call("POST", f"/v1/rollouts/{rollout_id}/{action}", body), output)
 
-    command.__doc__ = doc
-    rollout_app.command(action)(command)
+    chosen = with_evidence if takes_evidence else command
+    chosen.__doc__ = doc
+    rollout_app.command(action)(chosen)
 
 
-for _action, _doc in (
-    ("start", "Start a planned rollout at its first step."),
-    ("advance", "Move a running rollout to its next step."),
-    ("pause", "Pause a running rollout (tenants keep what they have)."),
-    ("resume", "Resume a paused rollout (a frozen one needs an admin)."),
-    ("freeze", "Freeze a rollout: no further steps until an admin resumes it."),
-    ("rollback", "Roll back: every tenant returns to the baseline. Idempotent."),
-    ("complete", "Complete a rollout at its final step: the candidate becomes the default."),
+for _action, _doc, _evidence in (
+    ("start", "Start a planned rollout at its first step.", False),
+    ("advance", "Move a running rollout to its next step.", False),
+    ("pause", "Pause a running rollout (tenants keep what they have).", True),
+    ("resume", "Resume a paused rollout (a frozen one needs an admin).", False),
+    ("freeze", "Freeze a rollout: no further steps until an admin resumes it.", True),
+    ("rollback", "Roll back: every tenant returns to the baseline. Idempotent.", True),
+    ("complete", "Complete a rollout at its final step: the candidate becomes the default.",
+     False),
 ):
-    _rollout_action(_action, _doc)
+    _rollout_action(_action, _doc, _evidence)
 
 
 # ---- schemas ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ is the event class's eventsourcing ``class_version``, the library's upcasting me
 """
 
 import dataclasses
+import json
 import re
 import typing
 from datetime import datetime
@@ -49,7 +50,13 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default)
+    """JSON bytes. orjson first; a value it cannot encode (an integer beyond 64 bits, stored
+    before validation refused those) falls back to the standard library, so one odd event can
+    never stop the relay."""
+    try:
+        return orjson.dumps(value, default=_default)
+    except TypeError:
+        return json.dumps(value, default=str).encode()
 
 
 def envelope(domain_event: Any, sequence: int | None = None) -> dict[str, Any]:

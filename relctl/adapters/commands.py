@@ -18,7 +18,6 @@ from uuid import UUID
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from relctl.adapters.kafka import make_producer
@@ -134,8 +133,9 @@ class CommandConsumer:
                             self.handled += 1
                     if batch:
                         await consumer.commit()
-            except (KafkaError, OSError, errors.UnavailableError) as exc:
-                logger.warning("command consumer restarting after: %s", exc)
+            except Exception as exc:  # nothing may stop the control plane; offsets are not
+                # committed for an unhandled command, so it is consumed again after the restart
+                logger.warning("command consumer restarting after: %r", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
             finally:

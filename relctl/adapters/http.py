@@ -20,7 +20,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import BaseModel, ConfigDict, Field
 
 from relctl.adapters import cloudevents
-from relctl.adapters.auth import READERS, RESOLVERS, WRITERS, Authenticator
+from relctl.adapters.auth import (
+    READERS,
+    RESOLVERS,
+    TOKEN_CACHE_SECONDS,
+    WRITERS,
+    Authenticator,
+)
 from relctl.adapters.http_ingest import ingest_router
 from relctl.adapters.kafka import existing_topics
 from relctl.adapters.postgres import Principal
@@ -156,6 +162,12 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
     async def domain_error(_: Request, exc: errors.RelctlError) -> JSONResponse:
         return _error(STATUS.get(type(exc), 400), exc.code, str(exc))
 
+    @api.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return _error(500, "internal_error", "relctl failed to handle this request; the error "
+                      "is in its log. Nothing was recorded unless a later read shows it.")
+
     @api.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = exc.errors()
@@ -223,6 +235,13 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
         token = runtime.tokens.create(body.actor, body.role, who.actor, tuple(body.tenants))
         logger.info("token created for %s (%s) by %s", body.actor, body.role, who.actor)
         return {"actor": body.actor, "role": body.role, "tenants": body.tenants, "token": token}
+
+    @api.post("/v1/tokens/{actor}/revoke", tags=["auth"])
+    def revoke_tokens(actor: str, who: Principal = admin) -> dict[str, Any]:
+        revoked = runtime.tokens.revoke(actor)
+        logger.info("%d token(s) of %s revoked by %s", revoked, actor, who.actor)
+        return {"actor": actor, "revoked": revoked,
+                "note": f"cached authentications expire within {TOKEN_CACHE_SECONDS:g} s"}
 
     @api.get("/v1/whoami", tags=["auth"])
     def whoami(who: Principal = Depends(auth.principal)) -> dict[str, Any]:

@@ -29,8 +29,17 @@ from relctl.adapters.ingest import (
 )
 from relctl.adapters.kafka import make_producer
 from relctl.adapters.postgres import Principal
-from relctl.domain.evaluation import EVALUATION_TYPE, MAX_BATCH_RECORDS, evaluation_json_schema
+from relctl.domain.evaluation import (
+    EVALUATION_TYPE,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_RECORDS,
+    evaluation_json_schema,
+)
 from relctl.infra.bootstrap import Runtime
+
+# A little above the largest acceptable batch, so an over-limit batch still reaches the DLQ
+# with its reason; anything bigger is refused before it is read into memory.
+MAX_BODY_BYTES = MAX_BATCH_BYTES + 64 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +142,18 @@ def ingest_router(
         if bootstrap is None:
             return _error(503, "unavailable", "no Kafka broker is configured "
                           "(RELCTL_KAFKA_BOOTSTRAP); evaluations cannot be accepted")
-        body = await request.body()
-        decoded = decode(body, request.headers)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return _error(413, "payload_too_large", f"the body is {declared} bytes; the limit "
+                          f"is {MAX_BODY_BYTES} (split it into batches of at most "
+                          f"{MAX_BATCH_RECORDS} records)")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return _error(413, "payload_too_large",
+                              f"the body exceeds the {MAX_BODY_BYTES}-byte limit")
+        decoded = await asyncio.to_thread(decode, bytes(body), request.headers)
         pairs = {(r.task, r.release) for r in decoded.records if who.may_act_for(r.tenant)}
         known = await asyncio.to_thread(known_releases, pairs) if pairs else set()
         result = screen(decoded, who, lambda task, n: (task, n) in known)

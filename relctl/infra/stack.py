@@ -60,10 +60,11 @@ class Stack:
     """The embedded services plus the bootstrapped runtime."""
 
     def __init__(self, settings: Settings, say: Callable[[str], None] = print,
-                 workers: int = 1) -> None:
+                 workers: int = 1, relay: bool = True) -> None:
         self.settings = settings
         self.say = say
         self.workers = workers
+        self.relay = relay
         self.worker_processes: list[subprocess.Popen[bytes]] = []
         self.postgres: EmbeddedPostgres | None = None
         self.broker: EmbeddedBroker | None = None
@@ -140,7 +141,7 @@ class Stack:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        relay = runtime.relay
+        relay = runtime.relay if self.relay else None
 
         def wake() -> None:
             if relay is not None:
@@ -171,10 +172,23 @@ class Stack:
         self.say("relctl stopped")
 
 
-def run_up(settings: Settings, workers: int = 1) -> None:
-    stack = Stack(settings, workers=workers)
+def _exit_on_sigterm() -> None:
+    """Until the event loop installs its own handlers, SIGTERM unwinds like Ctrl-C, so a stop
+    during start-up still runs the ``finally`` that stops the embedded services."""
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def run_up(settings: Settings, workers: int = 1, relay: bool = True) -> None:
+    _exit_on_sigterm()
+    stack = Stack(settings, workers=workers, relay=relay)
     try:
         asyncio.run(stack.serve())
+    except KeyboardInterrupt:
+        pass
     finally:
         stack.stop_services()
 
@@ -208,9 +222,10 @@ def run_worker(settings: Settings) -> None:
 
     if not settings.kafka_bootstrap:
         stack_file = settings.data_dir / "stack.json"
-        if stack_file.exists():
-            settings = replace(settings, kafka_bootstrap=json.loads(
-                stack_file.read_text())["kafka_bootstrap"])
+        if stack_file.exists():  # next to a running `relctl up` on the embedded default
+            stack = json.loads(stack_file.read_text())
+            settings = replace(settings, kafka_bootstrap=stack["kafka_bootstrap"],
+                               topic_prefix=stack.get("topic_prefix", settings.topic_prefix))
     if not settings.kafka_bootstrap:
         raise SystemExit("relctl worker needs RELCTL_KAFKA_BOOTSTRAP (or a running relctl up)")
     guard = GuardWorker(settings, load_rules(settings.alert_rules_file),

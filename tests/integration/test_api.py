@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from relctl.infra.bootstrap import Runtime
+from tests.conftest import wait_until
 from tests.integration.conftest import SPEC, Server
 
 pytestmark = pytest.mark.integration
@@ -274,3 +275,23 @@ def test_tokens_never_land_in_events(server: Server, runtime: Runtime, pg_url: s
     assert all(token not in row[0] for row in rows)
     assert all(token not in row[0] for row in stored), "only digests are stored"
     assert any('"actor":"svc"' in row[0] for row in rows)
+
+
+def test_a_revoked_token_stops_working(server: Server) -> None:
+    token = server.token("temp", "operator")
+    with server.client(token) as temp:
+        assert temp.get("/v1/whoami").status_code == 200
+        with server.client() as admin:
+            revoked = ok(admin.post("/v1/tokens/temp/revoke"))
+            assert revoked["revoked"] == 1
+            assert admin.post("/v1/tokens/nobody/revoke").status_code == 404
+        wait_until(lambda: temp.get("/v1/whoami").status_code == 401, timeout=10,
+                   what="the revoked token to be refused (cache expiry)")
+
+
+def test_an_oversized_ingest_body_is_refused_before_it_is_read(server: Server) -> None:
+    with server.client() as admin:
+        response = admin.post("/v1/evaluations", content=b"[" + b" " * (5 * 1024 * 1024) + b"]",
+                              headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
