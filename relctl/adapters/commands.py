@@ -85,7 +85,6 @@ class CommandConsumer:
         self.app = app
         self.settings = settings
         self.on_change = on_change
-        self.handled = 0
 
     async def _dead_letter(self, producer: Any, value: bytes, reason: str) -> None:
         await producer.send_and_wait(self.settings.topic("dlq"), value=value, headers=[
@@ -130,7 +129,6 @@ class CommandConsumer:
                     for records in batch.values():
                         for record in records:
                             await self.handle(producer, record.value)
-                            self.handled += 1
                     if batch:
                         await consumer.commit()
             except Exception as exc:  # nothing may stop the control plane; offsets are not

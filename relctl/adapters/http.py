@@ -220,8 +220,10 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
             except Exception:  # any failure to reach the broker means not ready
                 broker = False
         ready = database and broker is not False
+        relay = runtime.relay
         body = {"ready": ready, "database": database, "broker": broker,
-                "relay_position": runtime.relay.position if runtime.relay else None}
+                "relay_position": relay.position if relay else None,
+                "relay_publishing": relay.broker_ok if relay else None}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @api.get("/metrics", tags=["health"])

@@ -7,7 +7,7 @@ different partitions or workers merge exactly, and a window is the merge of its 
 
 import base64
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from ddsketch.ddsketch import BaseDDSketch
@@ -228,6 +228,3 @@ def metric_value(
         return delta, min(stats.score_n, baseline.score_n)
     raise KeyError(f"unknown metric {metric!r}")
 
-
-def stats_field_names() -> list[str]:
-    return [f.name for f in fields(WindowStats)]

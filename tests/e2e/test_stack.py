@@ -18,15 +18,10 @@ import pytest
 
 from relctl.infra.embedded import free_port
 from tests.conftest import wait_until
+from tests.integration.conftest import SPEC
 
 pytestmark = pytest.mark.e2e
 
-SPEC = {
-    "prompt_template": "Score the call.", "model_provider": "openai", "model_name": "gpt-4o",
-    "model_version": "gpt-4o-2024-08-06", "temperature": 0.0, "seed": 7,
-    "output_schema": {"type": "object", "properties": {"score": {"type": "number"}}},
-    "output_schema_version": "1",
-}
 
 
 class Stack:

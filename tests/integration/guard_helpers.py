@@ -20,13 +20,7 @@ from relctl.adapters.producer import EvaluationProducer
 from relctl.infra.bootstrap import Runtime
 from relctl.infra.embedded import free_port
 from tests.conftest import wait_until
-
-SPEC: dict[str, Any] = {
-    "prompt_template": "Score the call.", "model_provider": "openai", "model_name": "gpt-4o",
-    "model_version": "gpt-4o-2024-08-06", "temperature": 0.0, "seed": 7,
-    "output_schema": {"type": "object", "properties": {"score": {"type": "number"}}},
-    "output_schema_version": "1",
-}
+from tests.integration.conftest import SPEC
 
 
 class ControlPlaneThread:

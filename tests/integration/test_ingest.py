@@ -1,13 +1,10 @@
 """Evaluation ingest end to end: HTTP and the Python producer, into the real broker's topics."""
 
 import asyncio
-import time
-from typing import Any
 
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from relctl.adapters.ingest import BATCH, decode
 from relctl.adapters.kafka import ensure_topics, topic_specs
@@ -15,36 +12,10 @@ from relctl.adapters.producer import EvaluationProducer
 from relctl.domain.evaluation import EVALUATION_TYPE, EvaluationRecord
 from relctl.infra.config import Settings
 from tests.integration.conftest import SPEC, Server
-from tests.integration.kafka_helpers import read_topic
+from tests.integration.kafka_helpers import read_records, read_topic
 from tests.unit.evaluation_support import evaluation
 
 pytestmark = pytest.mark.integration
-
-
-async def _raw(bootstrap: str, topic: str, partitions: int, minimum: int,
-               wait_seconds: float) -> list[Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        found: list[Any] = []
-        deadline = time.monotonic() + wait_seconds
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                found += records
-            if len(found) >= minimum and not batch:
-                break
-        return found
-    finally:
-        await consumer.stop()
-
-
-def read_raw(bootstrap: str, topic: str, partitions: int, minimum: int) -> list[Any]:
-    """Every record of ``topic`` as aiokafka records (DLQ values need not be JSON)."""
-    return asyncio.run(_raw(bootstrap, topic, partitions, minimum, 20.0))
 
 
 @pytest.fixture
@@ -101,7 +72,7 @@ def test_http_ingest_routes_records_and_rejects(ready: Server, settings: Setting
     assert sorted(EvaluationRecord.from_mapping(e["data"]).call_id
                   for e in evaluations) == ["c0", "c1", "c2"]
 
-    dlq = read_raw(bootstrap, settings.topic("dlq"), 1, 4)
+    dlq = read_records(bootstrap, settings.topic("dlq"), 1, 4)
     assert len(dlq) == 4
     headers = [dict(r.headers) for r in dlq]
     assert [h["relctl_dlq_kind"] for h in headers] == [
@@ -139,7 +110,7 @@ def test_python_producer_batch_is_one_kafka_record(ready: Server, settings: Sett
             await producer.send(evaluation(call_id="single", tenant="other"))
 
     asyncio.run(send())
-    found = read_raw(bootstrap, topic, settings.evaluation_partitions, 2)
+    found = read_records(bootstrap, topic, settings.evaluation_partitions, 2)
     assert len(found) == 2
     [batched] = [r for r in found if dict(r.headers).get("content-type") == BATCH.encode()]
     [single] = [r for r in found if r is not batched]
