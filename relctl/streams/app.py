@@ -23,6 +23,7 @@ from relctl.domain.alerts import AlertRule
 from relctl.infra.config import Settings
 from relctl.projections.control_index import ControlIndex
 from relctl.streams.attribute import Attributor, Partial
+from relctl.streams.grace import Grace
 from relctl.streams.guard import Guard, GuardOutcome
 from relctl.streams.transport import register as register_transport
 
@@ -42,6 +43,8 @@ GUARD_OUTCOME = Gauge("relctl_guard_rule_outcome",
                       "4 Error)", ["rollout", "rule"])
 DECISIONS = Counter("relctl_guard_decisions_total", "Automatic decisions issued", ["action"])
 ALERTS = Counter("relctl_alerts_total", "Alert transitions published", ["kind", "rule"])
+HELD = Gauge("relctl_worker_evaluations_held",
+             "Evaluations waiting for the control index to learn their release")
 TENANT_WINDOWS = Gauge("relctl_worker_tenant_windows",
                        "Active (task, release, tenant, cohort, arm) windows held in memory")
 OUTCOME_CODE = {"Inconclusive": 0, "Passed": 1, "Pending": 2, "Failed": 3, "Error": 4}
@@ -103,6 +106,7 @@ class GuardWorker:
         self.index = ControlIndex()
         self.attributor = Attributor(self.index)
         self.index_ready = asyncio.Event()
+        self.grace = Grace(settings.unknown_release_grace_seconds)
         self.batch_max = batch_max
         self.batch_within = batch_within
         self.alertmanager = AlertmanagerSender(alertmanager_url) if alertmanager_url else None
@@ -201,28 +205,45 @@ class GuardWorker:
             started = time.perf_counter()
             records: list[Any] = []
             dead: list[tuple[Any, str]] = []
+            now = time.monotonic()
             for event in events:
                 message = event.message
                 decoded = ingest.decode(message.value or b"", _headers(message.headers))
                 source = f"kafka:{message.topic}/{message.partition}@{message.offset}"
                 dead += [(r, source) for r in decoded.rejected]
-                known, unknown = ingest.check_releases(decoded.records, self.index.known_release)
-                records += known
-                dead += [(r, source) for r in unknown]
-            for partial in self.attributor.process(records):
-                await self.partials.send(key=partial.scope.encode(), value=partial.encode())
-            for rejected, source in dead:
-                key, value, headers = ingest.dlq_record(rejected, source)
-                await self.dlq.send(key=key, value=value, headers=headers)
-            if dead:
-                ingest.count_rejected([r for r, _ in dead], "worker")
-                REJECTED.inc(len(dead))
-            if records:
-                ingest.count_accepted(len(records), "worker")
-                PROCESSED.inc(len(records))
-                EVENT_AGE.set(max(0.0, time.time() - max(
-                    r.occurred_at.timestamp() for r in records)))
-            BATCH_SECONDS.observe(time.perf_counter() - started)
+                for record in decoded.records:
+                    if self.index.known_release(record.task, record.release):
+                        records.append(record)
+                    else:
+                        dead += self._unknown(self.grace.hold(record, source, now))
+            if self.grace:
+                ready, expired = self.grace.release(self.index.known_release, now)
+                records += ready
+                dead += self._unknown(expired)
+            await self._emit(records, dead, started)
+
+    def _unknown(self, pairs: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
+        """Dead letters for records whose release is still unknown."""
+        return [(rejected, source) for record, source in pairs
+                for rejected in ingest.check_releases([record], self.index.known_release)[1]]
+
+    async def _emit(self, records: list[Any], dead: list[tuple[Any, str]],
+                    started: float) -> None:
+        for partial in self.attributor.process(records):
+            await self.partials.send(key=partial.scope.encode(), value=partial.encode())
+        for rejected, source in dead:
+            key, value, headers = ingest.dlq_record(rejected, source)
+            await self.dlq.send(key=key, value=value, headers=headers)
+        if dead:
+            ingest.count_rejected([r for r, _ in dead], "worker")
+            REJECTED.inc(len(dead))
+        if records:
+            ingest.count_accepted(len(records), "worker")
+            PROCESSED.inc(len(records))
+            EVENT_AGE.set(max(0.0, time.time() - max(
+                r.occurred_at.timestamp() for r in records)))
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        HELD.set(len(self.grace))
 
     # ---- stage 2 ------------------------------------------------------------------------
 
@@ -259,6 +280,9 @@ class GuardWorker:
 
     async def _housekeeping(self) -> None:
         TENANT_WINDOWS.set(self.attributor.expire(time.time()))
+        if self.grace:  # no new traffic: still settle held evaluations
+            ready, expired = self.grace.release(self.index.known_release, time.monotonic())
+            await self._emit(ready, self._unknown(expired), time.perf_counter())
         consumer: Any = self.app.consumer
         for tp in consumer.assignment():
             if tp.topic != self.settings.topic("evaluations"):

@@ -65,6 +65,7 @@ class WorkerProcess:
                     "RELCTL_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
                     "RELCTL_TOPIC_PREFIX": settings.topic_prefix,
                     "RELCTL_WORKER_APP_ID": self.app_id,
+                    "RELCTL_UNKNOWN_RELEASE_GRACE_SECONDS": "2",
                     "RELCTL_WORKER_METRICS_PORT": str(self.port)}
         self.log_path = log_dir / f"worker-{self.app_id}.log"
         self.process: subprocess.Popen[bytes] | None = None
