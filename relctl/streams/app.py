@@ -155,6 +155,18 @@ class GuardWorker:
     # ---- control topic ------------------------------------------------------------------
 
     async def _follow_control(self) -> None:
+        """Follow all of relctl.control for the life of the worker; a broker outage restarts
+        the consumer (re-reading from the start is harmless: events are de-duplicated)."""
+        while True:
+            try:
+                await self._read_control()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the guard must outlive a broker restart
+                logger.warning("control follower restarting after: %r", exc)
+                await asyncio.sleep(1.0)
+
+    async def _read_control(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     fetch_max_wait_ms=50)
