@@ -43,6 +43,11 @@ GUARD_OUTCOME = Gauge("relctl_guard_rule_outcome",
                       "4 Error)", ["rollout", "rule"])
 DECISIONS = Counter("relctl_guard_decisions_total", "Automatic decisions issued", ["action"])
 ALERTS = Counter("relctl_alerts_total", "Alert transitions published", ["kind", "rule"])
+COHORT_WINDOW = Gauge(
+    "relctl_worker_cohort_window_evaluations",
+    "Evaluations in this worker's per-tenant windows (last 15 min), summed per task, release "
+    "and cohort; measure is count or an outcome/flag count", ["task", "release", "cohort",
+                                                              "measure"])
 HELD = Gauge("relctl_worker_evaluations_held",
              "Evaluations waiting for the control index to learn their release")
 TENANT_WINDOWS = Gauge("relctl_worker_tenant_windows",
@@ -292,6 +297,10 @@ class GuardWorker:
 
     async def _housekeeping(self) -> None:
         TENANT_WINDOWS.set(self.attributor.expire(time.time()))
+        COHORT_WINDOW.clear()  # series of windows that expired must disappear
+        for (task, release, cohort), measures in self.attributor.cohort_totals().items():
+            for measure, value in measures.items():
+                COHORT_WINDOW.labels(task, str(release), cohort, measure).set(value)
         if self.grace:  # no new traffic: still settle held evaluations
             ready, expired = self.grace.release(self.index.known_release, time.monotonic())
             await self._emit(ready, self._unknown(expired), time.perf_counter())

@@ -25,6 +25,8 @@ SHADOW_PAIR_CAPACITY = 100_000
 TENANT_BUCKET_SECONDS = 300.0
 TENANT_WINDOW_SECONDS = 900.0
 PAIRS = "pairs"
+COHORT_MEASURES = ("count", "llm_error", "timeout", "transcription_error", "fallback",
+                   "schema_invalid", "human_review")
 
 
 def bucket_of(epoch: float, size: float = BUCKET_SECONDS) -> int:
@@ -141,6 +143,17 @@ class Attributor:
         scope = task_scope(record.task)
         partial = partials.get(scope) or partials.setdefault(scope, Partial(scope))
         partial.stats(arm_key(shadow_release, PAIRS), bucket).add_shadow_pair(delta)
+
+    def cohort_totals(self) -> dict[tuple[str, int, str], dict[str, int]]:
+        """Counts per (task, release, cohort) over the tenant windows this worker holds: what
+        a dashboard sums across workers (rates are ratios of these sums)."""
+        totals: dict[tuple[str, int, str], dict[str, int]] = {}
+        for (task, release, _tenant, cohort, _arm), windows in self.tenant_windows.items():
+            entry = totals.setdefault((task, release, cohort), dict.fromkeys(COHORT_MEASURES, 0))
+            for stats in windows.values():
+                for measure in COHORT_MEASURES:
+                    entry[measure] += int(getattr(stats, measure))
+        return totals
 
     def expire(self, now: float) -> int:
         """Drop tenant windows older than TENANT_WINDOW_SECONDS; return how many remain."""

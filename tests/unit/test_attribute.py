@@ -325,3 +325,18 @@ def test_expire_drops_tenant_windows_older_than_the_horizon(control: Control) ->
     assert tenants == {"mixed": [tumbling(late)], "new": [tumbling(late)]}
     assert attributor.expire(late + TENANT_BUCKET_SECONDS + TENANT_WINDOW_SECONDS) == 0
     assert attributor.tenant_windows == {}
+
+
+def test_cohort_totals_sum_tenant_windows_per_task_release_and_cohort() -> None:
+    index = ControlIndex()
+    index.cohorts.update({"a": "internal", "b": "internal", "c": "general"})
+    attributor = Attributor(index)
+    batch = [record(tenant=t, release=1, call_id=f"c{i}",
+                    outcome="llm_error" if i % 2 else "ok")
+             for i, t in enumerate(["a", "b", "c", "a"])]
+    attributor.process(batch, now=T0 + 60)
+    totals = attributor.cohort_totals()
+    assert totals[(TASK, 1, "internal")]["count"] == 3
+    assert totals[(TASK, 1, "internal")]["llm_error"] == 2
+    assert totals[(TASK, 1, "general")] == {**dict.fromkeys(totals[(TASK, 1, "general")], 0),
+                                            "count": 1}
