@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -153,7 +154,6 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="relctl-latency-"))
-    print(f"data directory: {data_dir}")
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("RELCTL_DATABASE_URL", "RELCTL_KAFKA_BOOTSTRAP")}
@@ -174,6 +174,7 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(30)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
     def line(name: str, values: list[float]) -> str:
         return (f"{name}: p50 {percentile(values, 50) * 1000:7.1f} ms, "
