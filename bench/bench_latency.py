@@ -33,16 +33,7 @@ from relctl.adapters.ingest import to_kafka
 from relctl.adapters.kafka import make_producer
 from relctl.domain.evaluation import EvaluationRecord
 from relctl.infra.embedded import free_port, wait_for_port
-from tests.integration.guard_helpers import SPEC, evaluation
-
-
-def metric(port: int, name: str, **labels: str) -> float | None:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith(name + ("{" + wanted + "}" if wanted else " ")):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+from tests.integration.guard_helpers import SPEC, evaluation, read_metric
 
 
 class Bench:
@@ -78,20 +69,20 @@ class Bench:
         task, rule_name = f"lat{index}-{uuid.uuid4().hex[:4]}", f"rule{index}"
         rollout = self.setup_trial(task, rule_name)
         deadline = time.monotonic() + 30
-        while metric(self.metrics_port, "relctl_worker_rollout_state", rollout=rollout) != 1:
+        while read_metric(self.metrics_port, "relctl_worker_rollout_state", rollout=rollout) != 1:
             assert time.monotonic() < deadline, "the worker never saw the rollout start"
             await asyncio.sleep(0.01)
         records = [EvaluationRecord.from_mapping(evaluation(task, 2, i, tenant="acme",
                                                             error=True)) for i in range(20)]
-        processed = metric(self.metrics_port, "relctl_worker_evaluations_processed_total") or 0
+        processed = read_metric(self.metrics_port, "relctl_worker_evaluations_processed_total") or 0
         for record in records[:19]:
             key, value, headers = to_kafka(record)
             await producer.send_and_wait("relctl.evaluations", value=value, key=key,
                                          headers=headers)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            done = metric(self.metrics_port, "relctl_worker_evaluations_processed_total") or 0
-            state = metric(self.metrics_port, "relctl_guard_rule_outcome",
+            done = read_metric(self.metrics_port, "relctl_worker_evaluations_processed_total") or 0
+            state = read_metric(self.metrics_port, "relctl_guard_rule_outcome",
                            rollout=rollout, rule=rule_name)
             if done >= processed + 19 and state == 0:
                 break
@@ -110,8 +101,8 @@ class Bench:
                 if response.json()["release"] == 1:
                     return time.perf_counter() - started
                 await asyncio.sleep(0.002)
-        done = metric(self.metrics_port, "relctl_worker_evaluations_processed_total")
-        outcome = metric(self.metrics_port, "relctl_guard_rule_outcome", rollout=rollout,
+        done = read_metric(self.metrics_port, "relctl_worker_evaluations_processed_total")
+        outcome = read_metric(self.metrics_port, "relctl_guard_rule_outcome", rollout=rollout,
                          rule=rule_name)
         raise AssertionError(f"trial {index}: no rollback within 30 s (worker processed "
                              f"{done} evaluations, expected {processed + 20}; rule outcome "

@@ -79,13 +79,21 @@ def envelope(domain_event: Any, sequence: int | None = None) -> dict[str, Any]:
     return result
 
 
+def binary_headers(**attributes: Any) -> list[tuple[str, bytes]]:
+    """Kafka headers of a binary-mode CloudEvent with a JSON body: ``specversion`` plus the
+    given attributes (``id``, ``source``, ``type``, ``subject``, ...) as ``ce_*``."""
+    headers = [("ce_specversion", SPEC_VERSION.encode())]
+    headers += [(f"ce_{key}", str(value).encode()) for key, value in attributes.items()]
+    headers.append(("content-type", b"application/json"))
+    return headers
+
+
 def to_kafka(domain_event: Any, sequence: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """(key, value, headers) for the Kafka binary content mode."""
     env = envelope(domain_event, sequence)
-    headers = [(f"ce_{k}", str(v).encode()) for k, v in env.items()
-               if k not in ("data", "datacontenttype")]
-    headers.append(("content-type", b"application/json"))
-    return env["subject"].encode(), dumps(env["data"]), headers
+    attributes = {k: v for k, v in env.items()
+                  if k not in ("specversion", "data", "datacontenttype")}
+    return env["subject"].encode(), dumps(env["data"]), binary_headers(**attributes)
 
 
 def from_kafka(headers: typing.Sequence[tuple[str, bytes]], value: bytes) -> dict[str, Any]:

@@ -20,29 +20,26 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter
 
+from relctl.adapters.cloudevents import binary_headers
 from relctl.adapters.kafka import make_producer
 from relctl.domain import errors
+from relctl.domain.guards import GUARD_ACTOR
 from relctl.infra.config import Settings
 from relctl.service import ControlPlane
 
 logger = logging.getLogger(__name__)
 
 ACTIONS = ("rollback", "freeze", "pause")
-GUARD_ACTOR = "relctl-guard"
 EXECUTED = Counter("relctl_automatic_commands_total", "Automatic decisions handled",
                    ["action", "result"])
 
 
 def command_record(command: dict[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """(key, value, headers) of a decision on ``relctl.commands``."""
-    headers = [
-        ("ce_specversion", b"1.0"), ("ce_id", command["decision_id"].encode()),
-        ("ce_source", b"urn:relctl:guard"),
-        ("ce_type", f"io.relctl.command.{command['action']}.v1".encode()),
-        ("ce_subject", command["rollout_id"].encode()),
-        ("ce_time", datetime.now(UTC).isoformat().encode()),
-        ("content-type", b"application/json"),
-    ]
+    headers = binary_headers(
+        id=command["decision_id"], source="urn:relctl:guard",
+        type=f"io.relctl.command.{command['action']}.v1", subject=command["rollout_id"],
+        time=datetime.now(UTC).isoformat())
     return command["rollout_id"].encode(), orjson.dumps(command), headers
 
 

@@ -27,7 +27,7 @@ from relctl.adapters.auth import (
     WRITERS,
     Authenticator,
 )
-from relctl.adapters.http_ingest import ingest_router
+from relctl.adapters.http_ingest import error_response, ingest_router
 from relctl.adapters.kafka import existing_topics
 from relctl.adapters.postgres import Principal
 from relctl.domain import errors
@@ -148,10 +148,6 @@ class CreateToken(BaseModel):
     tenants: list[str] = []
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
 def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -> FastAPI:  # noqa: PLR0915
     """Build the FastAPI app over a bootstrapped runtime; ``on_change`` wakes the relay."""
     api = FastAPI(title="relctl", version="0.1.0",
@@ -160,23 +156,24 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
 
     @api.exception_handler(errors.RelctlError)
     async def domain_error(_: Request, exc: errors.RelctlError) -> JSONResponse:
-        return _error(STATUS.get(type(exc), 400), exc.code, str(exc))
+        return error_response(STATUS.get(type(exc), 400), exc.code, str(exc))
 
     @api.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
-        return _error(500, "internal_error", "relctl failed to handle this request; the error "
-                      "is in its log. Nothing was recorded unless a later read shows it.")
+        return error_response(
+            500, "internal_error", "relctl failed to handle this request; the error is in its "
+            "log. Nothing was recorded unless a later read shows it.")
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = exc.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
-            return _error(400, "bad_request", "request body is not valid JSON")
+            return error_response(400, "bad_request", "request body is not valid JSON")
         detail = "; ".join(
             f"{'.'.join(str(x) for x in p.get('loc', ()) if x != 'body')}: {p.get('msg')}"
             for p in problems)
-        return _error(422, "validation_error", f"invalid request: {detail}")
+        return error_response(422, "validation_error", f"invalid request: {detail}")
 
     auth = Authenticator(runtime.tokens)
     api.include_router(ingest_router(runtime, auth))

@@ -62,7 +62,8 @@ def _request_body() -> dict[str, Any]:
     }}}
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """relctl's error body, ``{"error": {"code", "message"}}``, for every endpoint."""
     return JSONResponse({**extra, "error": {"code": code, "message": message}},
                         status_code=status)
 
@@ -140,18 +141,18 @@ def ingest_router(
         listed with its position and reason and kept on the DLQ with its original bytes."""
         bootstrap = settings.kafka_bootstrap
         if bootstrap is None:
-            return _error(503, "unavailable", "no Kafka broker is configured "
+            return error_response(503, "unavailable", "no Kafka broker is configured "
                           "(RELCTL_KAFKA_BOOTSTRAP); evaluations cannot be accepted")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return _error(413, "payload_too_large", f"the body is {declared} bytes; the limit "
-                          f"is {MAX_BODY_BYTES} (split it into batches of at most "
-                          f"{MAX_BATCH_RECORDS} records)")
+            return error_response(
+                413, "payload_too_large", f"the body is {declared} bytes; the limit is "
+                f"{MAX_BODY_BYTES} (split it into batches of at most {MAX_BATCH_RECORDS} records)")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_BODY_BYTES:
-                return _error(413, "payload_too_large",
+                return error_response(413, "payload_too_large",
                               f"the body exceeds the {MAX_BODY_BYTES}-byte limit")
         decoded = await asyncio.to_thread(decode, bytes(body), request.headers)
         pairs = {(r.task, r.release) for r in decoded.records if who.may_act_for(r.tenant)}
@@ -169,8 +170,9 @@ def ingest_router(
             await asyncio.gather(*pending)
         except KafkaError as exc:
             logger.warning("evaluation ingest could not reach the broker: %s", exc)
-            return _error(503, "unavailable", f"the broker did not accept the records ({exc}); "
-                          "nothing is guaranteed to be stored, retry later")
+            return error_response(
+                503, "unavailable", f"the broker did not accept the records ({exc}); nothing is "
+                "guaranteed to be stored, retry later")
         count_accepted(len(result.records), SOURCE)
         count_rejected(result.rejected, SOURCE)
         body_out: dict[str, Any] = {
@@ -178,7 +180,7 @@ def ingest_router(
             "rejected": [{"index": r.index, "reason": r.reason} for r in result.rejected],
         }
         if result.rejected and not result.records:
-            return _error(422, "validation_error",
+            return error_response(422, "validation_error",
                           f"every record was rejected ({len(result.rejected)}); see 'rejected'",
                           **body_out)
         return JSONResponse(body_out, status_code=202)

@@ -24,6 +24,7 @@ from prometheus_client import Counter
 from pydantic import TypeAdapter
 from pydantic import ValidationError as SchemaError
 
+from relctl.adapters.cloudevents import SPEC_VERSION, binary_headers
 from relctl.domain.evaluation import (
     EVALUATION_SCHEMA_ID,
     EVALUATION_TYPE,
@@ -36,7 +37,6 @@ from relctl.domain.evaluation import (
 if TYPE_CHECKING:
     from relctl.adapters.postgres import Principal
 
-SPEC_VERSION = "1.0"
 SOURCE = "urn:relctl:producer"
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -378,18 +378,12 @@ def _event_id(record: EvaluationRecord) -> str:
 def to_kafka(record: EvaluationRecord) -> KafkaRecord:
     """(key, value, headers): one binary-mode CloudEvent, keyed by tenant.
 
-    The id ``tenant:call_id:arm`` is stable across retries, so consumers de-duplicate on it.
+    The id ``tenant:call_id:arm`` is stable across retries, so a consumer can de-duplicate on
+    it (relctl's worker does not yet; see the README's limits).
     """
-    headers = [
-        ("ce_specversion", SPEC_VERSION.encode()),
-        ("ce_id", _event_id(record).encode()),
-        ("ce_source", SOURCE.encode()),
-        ("ce_type", EVALUATION_TYPE.encode()),
-        ("ce_subject", record.tenant.encode()),
-        ("ce_time", record.occurred_at.isoformat().encode()),
-        ("ce_dataschema", EVALUATION_SCHEMA_ID.encode()),
-        ("content-type", b"application/json"),
-    ]
+    headers = binary_headers(id=_event_id(record), source=SOURCE, type=EVALUATION_TYPE,
+                             subject=record.tenant, time=record.occurred_at.isoformat(),
+                             dataschema=EVALUATION_SCHEMA_ID)
     return record.tenant.encode(), _encoded(record), headers
 
 

@@ -11,6 +11,9 @@ from typing import Any
 
 from relctl.domain.errors import ValidationError
 
+# The actor automatic decisions are recorded under: fixed, so the command topic cannot be used
+# to impersonate a person.
+GUARD_ACTOR = "relctl-guard"
 GATE_CLASSES = ("RollbackTrigger", "Block", "Conditional", "Signal")
 GATE_ACTIONS = {"RollbackTrigger": "rollback", "Block": "freeze", "Conditional": "pause",
                 "Signal": "alert"}

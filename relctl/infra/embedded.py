@@ -26,6 +26,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_or_kill(process: subprocess.Popen[Any], grace: float) -> None:
+    """Wait ``grace`` seconds for a process already asked to stop, then kill it."""
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -119,11 +128,7 @@ class EmbeddedBroker:
         if self.process is None:
             return
         self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        wait_or_kill(self.process, 5)
         self.process = None
 
     def restart(self) -> None:

@@ -24,7 +24,7 @@ from relctl.adapters.http import create_api
 from relctl.adapters.kafka import ensure_topics, topic_specs
 from relctl.infra.bootstrap import Runtime, bootstrap
 from relctl.infra.config import Settings
-from relctl.infra.embedded import EmbeddedBroker, EmbeddedPostgres
+from relctl.infra.embedded import EmbeddedBroker, EmbeddedPostgres, wait_or_kill
 
 logger = logging.getLogger("relctl")
 
@@ -113,11 +113,7 @@ class Stack:
         for process in self.worker_processes:
             process.terminate()
         for process in self.worker_processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+            wait_or_kill(process, 15)
         self.worker_processes = []
 
     def stop_services(self) -> None:

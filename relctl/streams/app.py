@@ -92,11 +92,9 @@ def alert_record(alert: dict[str, Any]) -> tuple[bytes, bytes, list[tuple[str, b
     kind = alert["kind"]
     identity = alert.get("decision_id") or f"{alert['scope']}:{alert['rule']}:" \
         f"{alert.get('fired_at') or alert.get('at')}:{kind}"
-    headers = [
-        ("ce_specversion", b"1.0"), ("ce_id", str(identity).encode()),
-        ("ce_source", b"urn:relctl:guard"), ("ce_type", f"io.relctl.alert.{kind}.v1".encode()),
-        ("ce_subject", str(alert["scope"]).encode()), ("content-type", b"application/json"),
-    ]
+    headers = cloudevents.binary_headers(id=identity, source="urn:relctl:guard",
+                                         type=f"io.relctl.alert.{kind}.v1",
+                                         subject=alert["scope"])
     return str(alert["scope"]).encode(), cloudevents.dumps(alert), headers
 
 

@@ -25,11 +25,11 @@ import orjson
 
 from relctl.domain.alerts import AlertRule, AlertState, AlertTransition, measure, step
 from relctl.domain.guard_eval import RuleState, Verdict, evaluate_rule, strongest_action
+from relctl.domain.guards import GUARD_ACTOR
 from relctl.domain.metrics import WindowStats
 from relctl.projections.control_index import ControlIndex, RolloutInfo
 from relctl.streams.attribute import BUCKET_SECONDS, PAIRS, Partial, arm_key
 
-GUARD_ACTOR = "relctl-guard"
 RESEND_AFTER_SECONDS = 2.0
 # Rollout states in which a decision has not taken effect yet.
 NOT_APPLIED = {"rollback": ("Running", "Paused", "Frozen"), "freeze": ("Running", "Paused"),

@@ -18,7 +18,7 @@ from relctl.adapters.commands import CommandConsumer
 from relctl.adapters.kafka import ensure_topics, topic_specs
 from relctl.adapters.producer import EvaluationProducer
 from relctl.infra.bootstrap import Runtime
-from relctl.infra.embedded import free_port
+from relctl.infra.embedded import free_port, wait_or_kill
 from tests.conftest import wait_until
 from tests.integration.conftest import SPEC
 
@@ -52,6 +52,23 @@ class ControlPlaneThread:
         if self.stop_event is not None:
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(20)
+
+
+def read_metric(port: int, name: str, **labels: str) -> float | None:
+    """One sample (exact label set) from a Prometheus endpoint on loopback, or None."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        have = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
+        if have == wanted:
+            return float(match.group(3))
+    return None
 
 
 class WorkerProcess:
@@ -91,19 +108,7 @@ class WorkerProcess:
 
     def metric(self, name: str, **labels: str) -> float | None:
         """The current value of one sample from the worker's /metrics, or None."""
-        try:
-            text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
-        except httpx.HTTPError:
-            return None
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in text.splitlines():
-            match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
-            if not match or match.group(1) != name:
-                continue
-            have = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
-            if have == wanted:
-                return float(match.group(3))
-        return None
+        return read_metric(self.port, name, **labels)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -113,11 +118,7 @@ class WorkerProcess:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+            wait_or_kill(self.process, 20)
 
 
 def evaluation(task: str, release: int, call: int, *, tenant: str | None = None,
