@@ -20,9 +20,9 @@ import httpx
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
+from relctl.infra.embedded import free_port, wait_for_port
 
 from bench.common import services, summary
-from relctl.infra.embedded import free_port, wait_for_port
 
 
 class Counter(Aggregate):
@@ -37,7 +37,7 @@ class Counter(Aggregate):
 
 
 def raw_eventsourcing(url: str, n: int) -> tuple[float, float]:
-    from relctl.infra.config import Settings
+    from relctl.adapters.config import Settings
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS bench_raw")
@@ -106,7 +106,7 @@ def main() -> None:
         env.pop("RELCTL_KAFKA_BOOTSTRAP", None)
         data_dir = Path(scratch) / "data"
         process = subprocess.Popen(
-            [sys.executable, "-m", "relctl.adapters.cli", "up", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "relctl.entrypoints.cli", "up", "--data-dir", str(data_dir),
              "--api-port", str(port), "--workers", str(args.workers)], env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from bench.common import services
 from relctl.adapters import ingest
+from relctl.adapters.config import Settings
 from relctl.adapters.kafka import ensure_topics, make_producer, topic_specs
 from relctl.domain.evaluation import EvaluationRecord
 from relctl.infra.bootstrap import bootstrap
-from relctl.infra.config import Settings
+
+from bench.common import services
 from tests.integration.guard_helpers import (
     ControlPlaneThread,
     WorkerProcess,

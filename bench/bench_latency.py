@@ -27,12 +27,12 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
-
-from bench.common import percentile
 from relctl.adapters.ingest import to_kafka
 from relctl.adapters.kafka import make_producer
 from relctl.domain.evaluation import EvaluationRecord
 from relctl.infra.embedded import free_port, wait_for_port
+
+from bench.common import percentile
 from tests.integration.guard_helpers import SPEC, evaluation, read_metric
 
 
@@ -150,7 +150,7 @@ def main() -> None:
            if k not in ("RELCTL_DATABASE_URL", "RELCTL_KAFKA_BOOTSTRAP")}
     env["RELCTL_WORKER_METRICS_PORT"] = str(metrics_port)
     process = subprocess.Popen(
-        [sys.executable, "-m", "relctl.adapters.cli", "up", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "relctl.entrypoints.cli", "up", "--data-dir", str(data_dir),
          "--api-port", str(port)], env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     try:

@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from relctl.domain.alerts import DEFAULT_RULES
 from relctl.domain.evaluation import EvaluationRecord
-from relctl.projections.control_index import ControlIndex
 from relctl.streams.attribute import Attributor
+from relctl.streams.control_index import ControlIndex
 from relctl.streams.guard import DictStore, Guard
+
 from tests.integration.guard_helpers import evaluation
 
 

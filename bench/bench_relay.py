@@ -14,12 +14,13 @@ import asyncio
 import time
 from dataclasses import replace
 
-from bench.common import services
 from relctl.adapters import cloudevents
+from relctl.adapters.config import Settings
 from relctl.adapters.kafka import TopicSpec, ensure_topics, make_producer
 from relctl.domain.tenant import Tenant
 from relctl.infra.bootstrap import bootstrap
-from relctl.infra.config import Settings
+
+from bench.common import services
 
 
 async def relay_drain(runtime, total: int) -> float:  # type: ignore[no-untyped-def]

@@ -14,8 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-
-from relctl.infra.config import Settings
+from relctl.adapters.config import Settings
 from relctl.infra.embedded import EmbeddedBroker, EmbeddedPostgres
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-
 from relctl.infra.embedded import free_port
+
 from tests.conftest import wait_until
 from tests.integration.conftest import SPEC
 
@@ -36,7 +36,7 @@ class Stack:
 
     def up(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "relctl.adapters.cli", "up", "--data-dir", str(self.data_dir),
+            [sys.executable, "-m", "relctl.entrypoints.cli", "up", "--data-dir", str(self.data_dir),
              "--api-port", str(self.port)],
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_until(self._healthy, timeout=60, interval=0.2, what="relctl up")
@@ -63,7 +63,7 @@ class Stack:
 
     def cli(self, *args: str, token: str | None = None) -> tuple[int, Any, str]:
         env = {**self.env, "RELCTL_API_URL": self.url, "RELCTL_TOKEN": token or self.token}
-        done = subprocess.run([sys.executable, "-m", "relctl.adapters.cli", *args, "-o", "json"],
+        done = subprocess.run([sys.executable, "-m", "relctl.entrypoints.cli", *args, "-o", "json"],
                               env=env, capture_output=True, text=True, timeout=60, check=False)
         try:
             payload = json.loads(done.stdout) if done.stdout.strip() else None

@@ -6,11 +6,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-
-from relctl.adapters.http import create_api
+from relctl.adapters.config import Settings
+from relctl.entrypoints.api.app import create_api
 from relctl.infra.bootstrap import Runtime, bootstrap
-from relctl.infra.config import Settings
 from relctl.infra.embedded import free_port
+
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration

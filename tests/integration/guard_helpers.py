@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from relctl.adapters.commands import CommandConsumer
 from relctl.adapters.kafka import ensure_topics, topic_specs
 from relctl.adapters.producer import EvaluationProducer
 from relctl.infra.bootstrap import Runtime
 from relctl.infra.embedded import free_port, wait_or_kill
+
 from tests.conftest import wait_until
 from tests.integration.conftest import SPEC
 
@@ -92,7 +92,7 @@ class WorkerProcess:
         self.env["RELCTL_WORKER_METRICS_PORT"] = str(self.port)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "relctl.adapters.cli", "worker"], env=self.env,
+                [sys.executable, "-m", "relctl.entrypoints.cli", "worker"], env=self.env,
                 stdout=log, stderr=log)
         wait_until(self._serving, timeout=30, interval=0.1, what="worker metrics endpoint")
         return self

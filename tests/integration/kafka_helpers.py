@@ -5,7 +5,6 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from relctl.adapters import cloudevents
 
 

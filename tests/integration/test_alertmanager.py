@@ -8,7 +8,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
-
 from relctl.adapters.alertmanager import AlertmanagerSender
 
 pytestmark = pytest.mark.integration

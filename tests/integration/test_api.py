@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-
 from relctl.infra.bootstrap import Runtime
+
 from tests.conftest import wait_until
 from tests.integration.conftest import SPEC, Server
 

@@ -9,9 +9,9 @@ from uuid import UUID
 
 import orjson
 import pytest
-
 from relctl.adapters.kafka import make_producer
 from relctl.infra.bootstrap import Runtime
+
 from tests.conftest import wait_until
 from tests.integration.guard_helpers import (
     ControlPlaneThread,

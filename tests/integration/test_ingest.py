@@ -5,12 +5,12 @@ import asyncio
 import httpx
 import orjson
 import pytest
-
+from relctl.adapters.config import Settings
 from relctl.adapters.ingest import BATCH, decode
 from relctl.adapters.kafka import ensure_topics, topic_specs
 from relctl.adapters.producer import EvaluationProducer
 from relctl.domain.evaluation import EVALUATION_TYPE, EvaluationRecord
-from relctl.infra.config import Settings
+
 from tests.integration.conftest import SPEC, Server
 from tests.integration.kafka_helpers import read_records, read_topic
 from tests.unit.evaluation_support import evaluation

@@ -8,11 +8,11 @@ import sys
 import threading
 
 import pytest
-
+from relctl.adapters.config import Settings
 from relctl.adapters.relay import Relay
 from relctl.infra.bootstrap import Runtime
-from relctl.infra.config import Settings
 from relctl.infra.embedded import EmbeddedBroker
+
 from tests.conftest import wait_until
 from tests.integration.kafka_helpers import first_seen_ids_by_key, read_topic
 
@@ -92,7 +92,7 @@ def relay_env(settings: Settings) -> dict[str, str]:
 
 
 def _start_relay_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "relctl.adapters.cli", "relay"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "relctl.entrypoints.cli", "relay"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
-
 from relctl.domain.evaluation import KEY_PATTERN
 from relctl.domain.release import is_alias
 

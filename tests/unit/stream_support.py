@@ -14,15 +14,15 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-
 from relctl.adapters import cloudevents
 from relctl.adapters.commands import GUARD_ACTOR, execute, parse_command
+from relctl.application.service import ControlPlane
 from relctl.domain.evaluation import EvaluationRecord
 from relctl.domain.guards import normalize_rule
 from relctl.domain.metrics import WindowStats
-from relctl.projections.control_index import ControlIndex
-from relctl.service import ControlPlane
 from relctl.streams.attribute import BUCKET_SECONDS, Partial, arm_key, task_scope
+from relctl.streams.control_index import ControlIndex
+
 from tests.unit.evaluation_support import evaluation
 from tests.unit.support import ACTOR, REASON, new_app, released_task, spec
 

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from relctl.application.service import ControlPlane
 from relctl.domain.resolution import ControlView
-from relctl.service import ControlPlane
 
 ACTOR = "alice"
 OTHER = "bob"

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from relctl.domain.alerts import (
     DEFAULT_RULES,
     AlertRule,
@@ -20,6 +19,7 @@ from relctl.domain.alerts import (
 )
 from relctl.domain.guard_eval import COMPARE
 from relctl.domain.metrics import WindowStats
+
 from tests.unit.stream_support import T0
 
 

@@ -4,8 +4,6 @@ pairing deltas, and the in-memory tenant windows."""
 from typing import Any
 
 import pytest
-
-from relctl.projections.control_index import ControlIndex
 from relctl.streams.attribute import (
     BUCKET_SECONDS,
     PAIRS,
@@ -18,6 +16,8 @@ from relctl.streams.attribute import (
     bucket_of,
     task_scope,
 )
+from relctl.streams.control_index import ControlIndex
+
 from tests.unit.stream_support import T0, TASK, Control, guard_rule, record
 from tests.unit.support import ACTOR, REASON
 

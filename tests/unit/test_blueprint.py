@@ -4,7 +4,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
 from relctl.domain.blueprint import (
     Blueprint,
     compiled_hash,

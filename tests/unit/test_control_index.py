@@ -8,9 +8,9 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from relctl.application.service import ControlPlane
+from relctl.streams.control_index import GUARDED_STATES, ControlIndex
 
-from relctl.projections.control_index import GUARDED_STATES, ControlIndex
-from relctl.service import ControlPlane
 from tests.unit.stream_support import (
     STARTED,
     T0,

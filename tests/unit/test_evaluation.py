@@ -8,7 +8,6 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from pydantic import ValidationError
-
 from relctl.domain.evaluation import (
     EVALUATION_TYPE,
     MAX_BATCH_BYTES,
@@ -17,6 +16,7 @@ from relctl.domain.evaluation import (
     EvaluationRecord,
     evaluation_json_schema,
 )
+
 from tests.unit.evaluation_support import evaluation, records
 
 FIELDS = [

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from relctl.domain.guard_eval import (
     ACTION_STRENGTH,
     OUTCOMES,
@@ -19,6 +18,7 @@ from relctl.domain.guard_eval import (
 )
 from relctl.domain.guards import GATE_ACTIONS, GATE_CLASSES
 from relctl.domain.metrics import WindowStats
+
 from tests.unit.stream_support import errors, guard_rule
 
 NOW = 10_000.0

@@ -17,7 +17,6 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from relctl.adapters.commands import parse_command
 from relctl.domain.alerts import DEFAULT_RULES, AlertRule, AlertState
 from relctl.domain.guard_eval import RuleState
@@ -34,6 +33,7 @@ from relctl.streams.guard import (
     GuardOutcome,
     ScopeState,
 )
+
 from tests.unit.stream_support import (
     BASE,
     CAND,

@@ -4,7 +4,6 @@ import math
 from typing import Any
 
 import pytest
-
 from relctl.domain.errors import ValidationError
 from relctl.domain.guards import (
     GATE_ACTIONS,

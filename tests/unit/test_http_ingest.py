@@ -18,14 +18,14 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-
-from relctl.adapters.auth import Authenticator
-from relctl.adapters.http_ingest import ingest_router
+from relctl.adapters.config import Settings
 from relctl.adapters.ingest import decode
 from relctl.adapters.postgres import Principal
 from relctl.domain import errors
 from relctl.domain.evaluation import EVALUATION_TYPE
-from relctl.infra.config import Settings
+from relctl.entrypoints.api.auth import Authenticator
+from relctl.entrypoints.api.ingest import ingest_router
+
 from tests.unit.evaluation_support import evaluation
 
 TOKENS = {"p": Principal("acme-pipeline", "producer", ("acme",)),

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
-
 from relctl.adapters.ingest import (
     BATCH,
     MAX_DLQ_VALUE_BYTES,
@@ -34,6 +33,7 @@ from relctl.domain.evaluation import (
     MAX_RECORD_BYTES,
     EvaluationRecord,
 )
+
 from tests.unit.evaluation_support import evaluation, json_values, records
 
 KAFKA_BINARY = [(b"ce_specversion", b"1.0")]

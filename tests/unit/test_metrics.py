@@ -7,9 +7,9 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from relctl.domain.guards import METRICS
 from relctl.domain.metrics import COUNTERS, RELATIVE_ACCURACY, WindowStats, metric_value
+
 from tests.unit.stream_support import T0, record
 
 # Five evaluations whose every metric is easy to work out by hand.

@@ -6,12 +6,11 @@ from uuid import UUID
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from relctl.application.service import ControlPlane
 from relctl.domain.errors import RelctlError
 from relctl.domain.resolution import resolve
 from relctl.domain.rollout import Rollout, normalize_steps, step_includes, tenant_bucket
 from relctl.domain.tenant import COHORTS, FLAGS
-from relctl.service import ControlPlane
 
 from .support import (
     ACTOR,

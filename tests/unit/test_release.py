@@ -4,7 +4,6 @@ import math
 from typing import Any
 
 import pytest
-
 from relctl.domain.blueprint import normalize_stages
 from relctl.domain.changes import breaking_changes, next_task_key
 from relctl.domain.errors import ConflictError, ValidationError

@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from relctl.domain.errors import NotFoundError
 from relctl.domain.ids import release_id
 from relctl.domain.release import Release, ReleaseSpec

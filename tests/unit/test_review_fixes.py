@@ -3,9 +3,9 @@
 from datetime import UTC, datetime
 
 import pytest
-
 from relctl.domain.errors import ConflictError, ForbiddenError, ValidationError
 from relctl.domain.resolution import resolve
+
 from tests.unit.support import (
     ACTOR,
     REASON,

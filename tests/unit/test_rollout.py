@@ -4,7 +4,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from relctl.domain.errors import ConflictError, NotFoundError, ValidationError
 from relctl.domain.rollout import (
     DEFAULT_STEPS,

@@ -4,16 +4,16 @@ import json
 from uuid import UUID
 
 import pytest
-
 from relctl.adapters.cloudevents import control_event_classes, data_model, event_data, event_type
-from relctl.schemas import PACKAGE_SCHEMAS, all_schemas
+from relctl.adapters.schemas import PACKAGE_SCHEMAS, all_schemas
+
 from tests.unit.support import new_app, spec
 
 
 def test_committed_schemas_are_current() -> None:
     generated = all_schemas()
     committed = {p.stem: json.loads(p.read_text()) for p in PACKAGE_SCHEMAS.glob("*.json")}
-    assert set(committed) == set(generated), "run: relctl schemas export relctl/schemas"
+    assert set(committed) == set(generated), "run: relctl schemas export adapters/published"
     for name, schema in generated.items():
         assert committed[name] == json.loads(json.dumps(schema)), name
 
@@ -46,7 +46,6 @@ def test_recorded_events_validate_against_their_schema(command: str) -> None:
 
 def test_schema_validation_rejects_a_malformed_event() -> None:
     from pydantic import ValidationError as SchemaError
-
     from relctl.domain.rollout import Rollout
 
     with pytest.raises(SchemaError):

@@ -5,10 +5,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-
+from relctl.application.service import ControlPlane
 from relctl.domain.errors import ConflictError, NotFoundError, ValidationError
 from relctl.domain.ids import blueprint_id, release_id, task_id, tenant_id
-from relctl.service import ControlPlane
 
 from .support import (
     ACTOR,

@@ -3,7 +3,6 @@
 from uuid import uuid4
 
 import pytest
-
 from relctl.domain.errors import ConflictError, NotFoundError, ValidationError
 from relctl.domain.ids import KEY_PATTERN, check_key, task_id
 from relctl.domain.task import Task

@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from relctl.domain.errors import ConflictError, NotFoundError, ValidationError
 from relctl.domain.tenant import COHORTS, DEFAULT_PIN_DAYS, FLAGS, MAX_PIN_DAYS, Tenant
 

@@ -1,0 +1,139 @@
+"""Automatic decisions from the guard workers, executed on the operators' command path.
+
+The guard publishes ``rollback``, ``freeze`` or ``pause`` commands to ``relctl.commands`` (keyed
+by rollout, CloudEvents binary mode, id = the decision id). The control plane consumes them in
+its consumer group and calls the same application methods an operator's request does, so the
+decision is validated, idempotent and audited alike. Only those three actions are accepted from
+the topic, always attributed to the fixed actor ``relctl-guard`` (the topic cannot be used to
+impersonate a person); a malformed command goes to the dead-letter topic with the reason.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import Counter
+from relctl.adapters.cloudevents import binary_headers
+from relctl.adapters.config import Settings
+from relctl.adapters.kafka import make_producer
+from relctl.application.service import ControlPlane
+from relctl.domain import errors
+from relctl.domain.guards import GUARD_ACTOR
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = ("rollback", "freeze", "pause")
+EXECUTED = Counter("relctl_automatic_commands_total", "Automatic decisions handled",
+                   ["action", "result"])
+
+
+def command_record(command: dict[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of a decision on ``relctl.commands``."""
+    headers = binary_headers(
+        id=command["decision_id"], source="urn:relctl:guard",
+        type=f"io.relctl.command.{command['action']}.v1", subject=command["rollout_id"],
+        time=datetime.now(UTC).isoformat())
+    return command["rollout_id"].encode(), orjson.dumps(command), headers
+
+
+def parse_command(value: bytes) -> dict[str, Any]:
+    """Validate a command; raises ValidationError with the reason."""
+    try:
+        command = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise errors.ValidationError(f"command is not valid JSON: {exc}") from None
+    if not isinstance(command, dict):
+        raise errors.ValidationError("command must be a JSON object")
+    if command.get("action") not in ACTIONS:
+        raise errors.ValidationError(f"action must be one of {ACTIONS}")
+    try:
+        UUID(str(command.get("rollout_id")))
+    except ValueError:
+        raise errors.ValidationError("rollout_id must be a UUID") from None
+    if not isinstance(command.get("reason"), str) or not command["reason"].strip():
+        raise errors.ValidationError("a command needs a reason")
+    if not isinstance(command.get("decision_id"), str):
+        raise errors.ValidationError("a command needs a decision_id")
+    if command.get("evidence") is not None and not isinstance(command["evidence"], dict):
+        raise errors.ValidationError("evidence must be an object")
+    return command
+
+
+def execute(app: ControlPlane, command: dict[str, Any]) -> dict[str, Any]:
+    rollout_id = UUID(command["rollout_id"])
+    reason = f"automatic: {command['reason']}"
+    evidence = command.get("evidence")
+    method = {"rollback": app.roll_back, "freeze": app.freeze_rollout,
+              "pause": app.pause_rollout}[command["action"]]
+    return dict(method(rollout_id, GUARD_ACTOR, reason, evidence=evidence))
+
+
+class CommandConsumer:
+    def __init__(self, app: ControlPlane, settings: Settings,
+                 on_change: Callable[[], None] = lambda: None) -> None:
+        assert settings.kafka_bootstrap
+        self.app = app
+        self.settings = settings
+        self.on_change = on_change
+
+    async def _dead_letter(self, producer: Any, value: bytes, reason: str) -> None:
+        await producer.send_and_wait(self.settings.topic("dlq"), value=value, headers=[
+            ("relctl_dlq_reason", reason.encode()[:1000]),
+            ("relctl_dlq_source", self.settings.topic("commands").encode())])
+
+    async def handle(self, producer: Any, value: bytes) -> None:
+        try:
+            command = parse_command(value)
+        except errors.ValidationError as exc:
+            EXECUTED.labels("invalid", "dead_letter").inc()
+            await self._dead_letter(producer, value, str(exc))
+            return
+        try:
+            result = await asyncio.to_thread(execute, self.app, command)
+        except (errors.ConflictError, errors.NotFoundError) as exc:
+            EXECUTED.labels(command["action"], "refused").inc()
+            logger.info("automatic %s of %s refused: %s", command["action"],
+                        command["rollout_id"], exc)
+            return
+        outcome = "recorded" if result.get("changed") else "no_op"
+        EXECUTED.labels(command["action"], outcome).inc()
+        logger.warning("automatic %s of rollout %s: %s (%s)", command["action"],
+                       command["rollout_id"], outcome, command["reason"])
+        self.on_change()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop``; offsets are committed only after a command was handled."""
+        while not stop.is_set():
+            consumer = AIOKafkaConsumer(
+                self.settings.topic("commands"), bootstrap_servers=self.settings.kafka_bootstrap,
+                group_id=f"{self.settings.topic_prefix}-control-commands",
+                enable_auto_commit=False, auto_offset_reset="earliest",
+                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                session_timeout_ms=6000, heartbeat_interval_ms=1000)
+            producer = make_producer(self.settings.kafka_bootstrap or "")
+            try:
+                await consumer.start()
+                await producer.start()
+                while not stop.is_set():
+                    batch = await consumer.getmany(timeout_ms=100)
+                    for records in batch.values():
+                        for record in records:
+                            await self.handle(producer, record.value)
+                    if batch:
+                        await consumer.commit()
+            except Exception as exc:  # nothing may stop the control plane; offsets are not
+                # committed for an unhandled command, so it is consumed again after the restart
+                logger.warning("command consumer restarting after: %r", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                with contextlib.suppress(Exception):
+                    await producer.stop()

@@ -1,0 +1,353 @@
+"""The application layer: load the aggregates a command touches, decide, save them atomically.
+
+Thin on purpose: rules live in ``relctl.domain``; this module only finds the aggregates,
+calls them, and saves every aggregate a decision touched in one transaction, so the event store
+either records the whole decision or none of it. Optimistic concurrency (the store's unique
+(aggregate, version) key) turns a lost race into a ConflictError, never a silent overwrite.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, OperationalError
+from relctl.domain.base import ControlAggregate, check_attribution
+from relctl.domain.blueprint import Blueprint
+from relctl.domain.changes import breaking_changes, next_task_key
+from relctl.domain.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
+from relctl.domain.ids import blueprint_id, release_id, task_id, tenant_id
+from relctl.domain.release import Release, ReleaseSpec
+from relctl.domain.rollout import Rollout
+from relctl.domain.task import Task
+from relctl.domain.tenant import DEFAULT_PIN_DAYS, Tenant
+
+A = TypeVar("A", bound=ControlAggregate)
+
+
+class Outcome(dict[str, Any]):
+    """What a command returns: the aggregate after it, and whether anything was recorded."""
+
+
+def _outcome(aggregate: ControlAggregate, changed: bool = True, note: str | None = None) -> Outcome:
+    result = Outcome(aggregate=aggregate.summary(), changed=changed)
+    if note:
+        result["note"] = note
+    return result
+
+
+class ControlPlane(Application[UUID]):
+    """Commands and reads over the control aggregates."""
+
+    name = "relctl"
+    is_snapshotting_enabled = False
+
+    # ---- persistence helpers -------------------------------------------------------------
+
+    def _load(self, aggregate_id: UUID, kind: type[A], what: str) -> A:
+        try:
+            aggregate: Any = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFoundError(f"{what} does not exist") from None
+        except OperationalError as exc:
+            raise UnavailableError(f"event store unavailable: {exc}") from exc
+        if not isinstance(aggregate, kind):
+            raise NotFoundError(f"{what} does not exist")
+        return aggregate
+
+    def _save(self, *aggregates: ControlAggregate) -> None:
+        """Save atomically. Pass aggregates in the order their events were triggered, so the
+        notification log's order agrees with the events' timestamps (time-travel relies on it)."""
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            names = ", ".join(f"{a.kind} {a.id}" for a in aggregates)
+            raise ConflictError(
+                f"{names} changed concurrently; another command won the race. Reload and retry."
+            ) from None
+        except OperationalError as exc:
+            raise UnavailableError(f"event store unavailable: {exc}") from exc
+
+    @staticmethod
+    def _expect(aggregate: ControlAggregate, expected_version: int | None) -> None:
+        if expected_version is not None and aggregate.version != expected_version:
+            raise ConflictError(
+                f"{aggregate.kind} {aggregate.id} is at version {aggregate.version}, not "
+                f"{expected_version}; someone changed it since you read it"
+            )
+
+    def task(self, key: str) -> Task:
+        return self._load(task_id(key), Task, f"task {key!r}")
+
+    def release(self, task: str, number: int) -> Release:
+        return self._load(release_id(task, number), Release, f"release {task} v{number}")
+
+    def tenant(self, key: str) -> Tenant:
+        return self._load(tenant_id(key), Tenant, f"tenant {key!r}")
+
+    def blueprint(self, name: str) -> Blueprint:
+        return self._load(blueprint_id(name), Blueprint, f"blueprint {name!r}")
+
+    def rollout(self, rollout_id: UUID) -> Rollout:
+        return self._load(rollout_id, Rollout, f"rollout {rollout_id}")
+
+    def history(self, aggregate_id: UUID) -> Sequence[Any]:
+        try:
+            return list(self.repository.event_store.get(aggregate_id))
+        except OperationalError as exc:
+            raise UnavailableError(f"event store unavailable: {exc}") from exc
+
+    # ---- releases ------------------------------------------------------------------------
+
+    def _compiled(self, version_id: str | None) -> dict[str, Any] | None:
+        if version_id is None:
+            return None
+        name = version_id.split("@v", 1)[0]
+        return self.blueprint(name).compiled(version_id)
+
+    def create_release(self, task: str, spec: dict[str, Any], actor: str, reason: str) -> Outcome:
+        check_attribution(actor, reason)
+        candidate = ReleaseSpec.from_dict(spec)
+        blueprint = self._compiled(candidate.blueprint_version_id)
+        try:
+            index = self.task(task)
+        except NotFoundError:
+            index = Task.open(task, actor=actor, reason=reason)
+        if index.latest_release is not None:
+            previous = self.release(task, index.latest_release).spec
+            reasons = breaking_changes(previous, candidate,
+                                       self._compiled(previous.blueprint_version_id), blueprint)
+            if reasons:
+                raise ValidationError(
+                    f"breaking change to {task} ({'; '.join(reasons)}): create it as a new task "
+                    f"version, e.g. {next_task_key(task)}, so tenants migrate when ready"
+                )
+        number = index.next_release_number()
+        index.admit_release(number, actor=actor, reason=reason)
+        release = Release.draft(task, number, candidate, actor=actor, reason=reason)
+        self._save(index, release)
+        return _outcome(release)
+
+    def revise_release(
+        self, task: str, number: int, spec: dict[str, Any], actor: str, reason: str,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        release = self.release(task, number)
+        self._expect(release, expected_version)
+        candidate = ReleaseSpec.from_dict(spec)
+        blueprint = self._compiled(candidate.blueprint_version_id)
+        if number > 1:
+            previous = self.release(task, number - 1).spec
+            reasons = breaking_changes(previous, candidate,
+                                       self._compiled(previous.blueprint_version_id), blueprint)
+            if reasons:
+                raise ValidationError(
+                    f"breaking change to {task} ({'; '.join(reasons)}): create it as a new task "
+                    f"version, e.g. {next_task_key(task)}, so tenants migrate when ready")
+        release.revise(candidate, actor=actor, reason=reason)
+        self._save(release)
+        return _outcome(release)
+
+    def promote_release(
+        self, task: str, number: int, stage: str, actor: str, reason: str,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        release = self.release(task, number)
+        self._expect(release, expected_version)
+        release.promote(stage, actor=actor, reason=reason)
+        self._save(release)
+        return _outcome(release)
+
+    def _require_servable(self, task: str, number: int, what: str) -> None:
+        """Only a frozen (non-Draft) release may serve a customer: what ran must be reproducible."""
+        stage = self.release(task, number).stage
+        if stage == "Draft":
+            raise ConflictError(f"{task} v{number} is a Draft (its content can still change); "
+                                f"promote it before {what} can use it")
+
+    def set_default_release(self, task: str, number: int, actor: str, reason: str) -> Outcome:
+        index = self.task(task)
+        release = self.release(task, number)
+        if release.stage in ("Draft", "Deprecated"):
+            raise ConflictError(
+                f"{task} v{number} is {release.stage}; promote it before it serves production"
+            )
+        index.set_default(number, actor=actor, reason=reason)
+        self._save(index)
+        return _outcome(index)
+
+    # ---- blueprints ----------------------------------------------------------------------
+
+    def create_blueprint(self, name: str, stages: Any, actor: str, reason: str) -> Outcome:
+        blueprint = Blueprint.create(name, stages, actor=actor, reason=reason)
+        self._save(blueprint)
+        return _outcome(blueprint)
+
+    def update_blueprint(self, name: str, stages: Any, actor: str, reason: str,
+                         expected_version: int | None = None) -> Outcome:
+        blueprint = self.blueprint(name)
+        self._expect(blueprint, expected_version)
+        blueprint.update_draft(stages, actor=actor, reason=reason)
+        self._save(blueprint)
+        return _outcome(blueprint)
+
+    def confirm_critical(self, name: str, stage: str, behaviour: str, actor: str,
+                         reason: str) -> Outcome:
+        blueprint = self.blueprint(name)
+        blueprint.confirm_critical(stage, behaviour, actor=actor, reason=reason)
+        self._save(blueprint)
+        return _outcome(blueprint)
+
+    def publish_blueprint(self, name: str, actor: str, reason: str,
+                          expected_version: int | None = None) -> Outcome:
+        blueprint = self.blueprint(name)
+        self._expect(blueprint, expected_version)
+        version = blueprint.publish(actor=actor, reason=reason)
+        self._save(blueprint)
+        result = _outcome(blueprint)
+        result["published"] = version["id"]
+        return result
+
+    # ---- tenants -------------------------------------------------------------------------
+
+    def register_tenant(self, key: str, name: str, cohort: str, actor: str,
+                        reason: str) -> Outcome:
+        tenant = Tenant.register(key, name, cohort, actor=actor, reason=reason)
+        self._save(tenant)
+        return _outcome(tenant)
+
+    def move_tenant(self, key: str, cohort: str, actor: str, reason: str) -> Outcome:
+        tenant = self.tenant(key)
+        tenant.move_to_cohort(cohort, actor=actor, reason=reason)
+        self._save(tenant)
+        return _outcome(tenant)
+
+    def flip_flag(self, key: str, flag: str, enabled: bool, actor: str, reason: str) -> Outcome:
+        tenant = self.tenant(key)
+        changed = tenant.flip_flag(flag, enabled, actor=actor, reason=reason)
+        if changed:
+            self._save(tenant)
+        return _outcome(tenant, changed, None if changed else f"{flag} is already {enabled}")
+
+    def set_override(self, key: str, task: str, kind: str, value: str, actor: str, reason: str,
+                     base_release: int | None = None) -> Outcome:
+        tenant = self.tenant(key)
+        index = self.task(task)
+        if base_release is None:
+            existing = tenant.overrides.get(task, {}).get("base_release")
+            base_release = existing if existing is not None else index.default_release
+        if base_release is None:
+            raise ConflictError(f"task {task} has no default release for the override to build "
+                                "on; give base_release explicitly")
+        index.require_release(base_release)
+        self._require_servable(task, base_release, "an override")
+        tenant.set_override(task, kind, value, base_release, actor=actor, reason=reason)
+        self._save(tenant)
+        return _outcome(tenant)
+
+    def clear_override(self, key: str, task: str, kind: str, actor: str, reason: str) -> Outcome:
+        tenant = self.tenant(key)
+        tenant.clear_override(task, kind, actor=actor, reason=reason)
+        self._save(tenant)
+        return _outcome(tenant)
+
+    def pin(self, key: str, task: str, release: int, actor: str, reason: str,
+            days: int = DEFAULT_PIN_DAYS) -> Outcome:
+        tenant = self.tenant(key)
+        self.task(task).require_release(release)
+        self._require_servable(task, release, "a pin")
+        tenant.pin(task, release, days, datetime.now(UTC), actor=actor, reason=reason)
+        self._save(tenant)
+        return _outcome(tenant)
+
+    def unpin(self, key: str, task: str, actor: str, reason: str) -> Outcome:
+        tenant = self.tenant(key)
+        tenant.unpin(task, actor=actor, reason=reason)
+        self._save(tenant)
+        return _outcome(tenant)
+
+    def reset_tenant(self, key: str, task: str | None, actor: str, reason: str) -> Outcome:
+        tenant = self.tenant(key)
+        tenant.reset_to_defaults(task, actor=actor, reason=reason)
+        self._save(tenant)
+        return _outcome(tenant)
+
+    # ---- rollouts ------------------------------------------------------------------------
+
+    def plan_rollout(
+        self, task: str, candidate: int, actor: str, reason: str, baseline: int | None = None,
+        steps: Any = None, guard_rules: Any = None, shadow: bool = False,
+    ) -> Outcome:
+        index = self.task(task)
+        baseline = index.default_release if baseline is None else baseline
+        if baseline is None:
+            raise ConflictError(f"task {task} has no default release to roll out from; set one "
+                                "or pass baseline explicitly")
+        for number, role in ((baseline, "baseline"), (candidate, "candidate")):
+            release = self.release(task, number)
+            if release.stage in ("Draft", "Deprecated"):
+                raise ConflictError(f"{role} {task} v{number} is {release.stage}; promote it to "
+                                    "InternalTest or later first")
+        rollout = Rollout.plan(task, baseline, candidate, steps, guard_rules, shadow,
+                               actor=actor, reason=reason)
+        index.open_rollout(rollout.id, actor=actor, reason=reason)
+        self._save(rollout, index)
+        return _outcome(rollout)
+
+    def _rollout_command(
+        self, rollout_id: UUID, command: str, actor: str, reason: str,
+        expected_version: int | None, **kwargs: Any,
+    ) -> Outcome:
+        rollout = self.rollout(rollout_id)
+        self._expect(rollout, expected_version)
+        changed = getattr(rollout, command)(actor=actor, reason=reason, **kwargs)
+        changed = True if changed is None else changed
+        if not changed:
+            return _outcome(rollout, False, f"rollout is already {rollout.state}; nothing recorded")
+        if rollout.state in ("RolledBack", "Completed"):
+            index = self.task(rollout.task)
+            # Completing makes the candidate the default; rolling back makes the baseline the
+            # default (it usually already is), so every tenant of the rollout resolves to it.
+            target = rollout.candidate if rollout.state == "Completed" else rollout.baseline
+            new_default = None if target == index.default_release else target
+            index.close_rollout(rollout.id, rollout.state, new_default, actor=actor, reason=reason)
+            self._save(rollout, index)
+        else:
+            self._save(rollout)
+        return _outcome(rollout)
+
+    def start_rollout(self, rollout_id: UUID, actor: str, reason: str,
+                      expected_version: int | None = None) -> Outcome:
+        return self._rollout_command(rollout_id, "start", actor, reason, expected_version)
+
+    def advance_rollout(self, rollout_id: UUID, actor: str, reason: str,
+                        expected_version: int | None = None) -> Outcome:
+        return self._rollout_command(rollout_id, "advance", actor, reason, expected_version)
+
+    def pause_rollout(self, rollout_id: UUID, actor: str, reason: str,
+                      evidence: dict[str, Any] | None = None,
+                      expected_version: int | None = None) -> Outcome:
+        return self._rollout_command(rollout_id, "pause", actor, reason, expected_version,
+                                     evidence=evidence)
+
+    def resume_rollout(self, rollout_id: UUID, actor: str, reason: str,
+                       expected_version: int | None = None, may_unfreeze: bool = True) -> Outcome:
+        return self._rollout_command(rollout_id, "resume", actor, reason, expected_version,
+                                     may_unfreeze=may_unfreeze)
+
+    def freeze_rollout(self, rollout_id: UUID, actor: str, reason: str,
+                       evidence: dict[str, Any] | None = None,
+                       expected_version: int | None = None) -> Outcome:
+        return self._rollout_command(rollout_id, "freeze", actor, reason, expected_version,
+                                     evidence=evidence)
+
+    def roll_back(self, rollout_id: UUID, actor: str, reason: str,
+                  evidence: dict[str, Any] | None = None,
+                  expected_version: int | None = None) -> Outcome:
+        return self._rollout_command(rollout_id, "roll_back", actor, reason, expected_version,
+                                     evidence=evidence)
+
+    def complete_rollout(self, rollout_id: UUID, actor: str, reason: str,
+                         expected_version: int | None = None) -> Outcome:
+        return self._rollout_command(rollout_id, "complete", actor, reason, expected_version)

@@ -1,0 +1,227 @@
+"""Release: an immutable artifact that fully describes what scores a call for one task.
+
+Seed 001 asks for a prompt *artifact*, not a text snippet; seed 003 asks that the model identity
+be the concrete resolved version, never an alias; seed 002 §6 gives the lifecycle. Content is
+editable only while Draft, so anything that ever ran in front of a customer can be reproduced.
+"""
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.domain import event
+from relctl.domain.base import ControlAggregate, check_attribution, check_json
+from relctl.domain.errors import ConflictError, ValidationError
+from relctl.domain.ids import check_key, release_id
+
+STAGES = ("Draft", "InternalTest", "Beta", "Stable", "Deprecated")
+
+# Names providers use for moving targets. A release must name what actually ran.
+MODEL_ALIASES = frozenset({"latest", "default", "stable", "current", "preview", "auto", "newest"})
+
+
+def prompt_hash(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_alias(model_version: str) -> bool:
+    lowered = model_version.strip().lower()
+    return lowered in MODEL_ALIASES or lowered.endswith(("-latest", ":latest", "@latest"))
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    """The content of a release, validated as a whole before any event is recorded."""
+
+    prompt_template: str
+    model_provider: str
+    model_name: str
+    model_version: str
+    temperature: float
+    seed: int
+    output_schema: dict[str, Any]
+    output_schema_version: str
+    blueprint_version_id: str | None = None
+    model_alias: str | None = None
+    alias_resolved_at: str | None = None
+    retrieval: dict[str, Any] = field(default_factory=dict)
+    known_limitations: list[str] = field(default_factory=list)
+    release_notes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ReleaseSpec":
+        allowed = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValidationError(f"unknown release fields: {', '.join(unknown)}")
+        required = [
+            "prompt_template", "model_provider", "model_name", "model_version",
+            "temperature", "seed", "output_schema", "output_schema_version",
+        ]
+        missing = [name for name in required if data.get(name) is None]
+        if missing:
+            raise ValidationError(f"release is missing required fields: {', '.join(missing)}")
+        spec = cls(**data)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:  # noqa: PLR0912 - one flat list of independent rules
+        if not isinstance(self.prompt_template, str) or not self.prompt_template.strip():
+            raise ValidationError("prompt_template must be non-empty text")
+        for name in ("model_provider", "model_name", "model_version", "output_schema_version"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValidationError(f"{name} must be a non-empty string")
+        if is_alias(self.model_version):
+            raise ValidationError(
+                f"model_version {self.model_version!r} is an alias; give the concrete resolved "
+                "version (e.g. 'gpt-4o-2024-08-06') and record the alias in model_alias "
+                "with alias_resolved_at"
+            )
+        if self.model_alias is not None and not self.alias_resolved_at:
+            raise ValidationError(
+                "model_alias given without alias_resolved_at: record when the alias was "
+                "resolved to model_version"
+            )
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, int | float):
+            raise ValidationError("temperature must be a number")
+        if not math.isfinite(self.temperature) or not 0 <= self.temperature <= 2:
+            raise ValidationError("temperature must be between 0 and 2")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValidationError("seed must be an integer (every evaluation records its seed)")
+        if not isinstance(self.output_schema, dict) or not self.output_schema:
+            raise ValidationError("output_schema must be a non-empty JSON Schema object")
+        check_schema_shape(self.output_schema, "output_schema")
+        if self.blueprint_version_id is not None and "@v" not in str(self.blueprint_version_id):
+            raise ValidationError(
+                "blueprint_version_id must name a compiled version such as 'qa-default@v3'"
+            )
+        if not isinstance(self.retrieval, dict):
+            raise ValidationError("retrieval must be an object")
+        if not isinstance(self.known_limitations, list) or not all(
+            isinstance(item, str) for item in self.known_limitations
+        ):
+            raise ValidationError("known_limitations must be a list of strings")
+        if not isinstance(self.release_notes, dict):
+            raise ValidationError("release_notes must be an object")
+        for name in self.__dataclass_fields__:
+            check_json(getattr(self, name), name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def check_schema_shape(schema: Any, where: str) -> None:
+    """The parts of a JSON Schema relctl reads to classify changes must have JSON Schema's
+    shapes: ``properties`` an object of schemas, ``required`` a list of names."""
+    if not isinstance(schema, dict):
+        raise ValidationError(f"{where} must be a JSON Schema object")
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        raise ValidationError(f"{where}.properties must be an object of schemas")
+    for key, value in properties.items():
+        check_schema_shape(value, f"{where}.properties.{key}")
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValidationError(f"{where}.required must be a list of property names")
+    if "items" in schema and isinstance(schema["items"], dict):
+        check_schema_shape(schema["items"], f"{where}.items")
+
+
+def schema_signature(schema: dict[str, Any]) -> dict[str, Any]:
+    """Keys and types of an output schema: what downstream consumers depend on."""
+    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    return {
+        "type": schema.get("type") if isinstance(schema, dict) else None,
+        "properties": {
+            key: (value.get("type"),
+                  schema_signature(value) if value.get("properties") or value.get("items")
+                  else None)
+            for key, value in sorted(props.items())
+            if isinstance(value, dict)
+        },
+        "required": sorted(schema.get("required", [])) if isinstance(schema, dict) else [],
+        # array elements are read by consumers too: their keys and types count
+        "items": (schema_signature(schema["items"])
+                  if isinstance(schema, dict) and isinstance(schema.get("items"), dict) else None),
+    }
+
+
+class Release(ControlAggregate):
+    """One numbered version of a task's scoring artifact (``number``; ``version`` is the
+    aggregate's event count, used for optimistic concurrency)."""
+
+    kind = "release"
+
+    @staticmethod
+    def create_id(task: str, number: int, **_: Any) -> Any:
+        return release_id(task, number)
+
+    @classmethod
+    def draft(cls, task: str, number: int, spec: ReleaseSpec, actor: str, reason: str) -> "Release":
+        check_key("task", task)
+        check_attribution(actor, reason)
+        spec.validate()
+        return cls(
+            task=task, number=number, content=spec.as_dict(),
+            prompt_hash=prompt_hash(spec.prompt_template), actor=actor, reason=reason,
+        )
+
+    @event("Drafted")
+    def __init__(
+        self, task: str, number: int, content: dict[str, Any], prompt_hash: str,
+        actor: str, reason: str,
+    ) -> None:
+        self.task = task
+        self.number = number
+        self.content = content
+        self.prompt_hash = prompt_hash
+        self.stage = "Draft"
+        self.created_by = actor
+
+    @property
+    def spec(self) -> ReleaseSpec:
+        return ReleaseSpec(**self.content)
+
+    def revise(self, spec: ReleaseSpec, actor: str, reason: str) -> None:
+        check_attribution(actor, reason)
+        if self.stage != "Draft":
+            raise ConflictError(
+                f"release {self.task} v{self.number} is {self.stage}; content is frozen once it "
+                "leaves Draft, so create a new version instead"
+            )
+        spec.validate()
+        self._revised(content=spec.as_dict(), prompt_hash=prompt_hash(spec.prompt_template),
+                      actor=actor, reason=reason)
+
+    @event("Revised")
+    def _revised(self, content: dict[str, Any], prompt_hash: str, actor: str, reason: str) -> None:
+        self.content = content
+        self.prompt_hash = prompt_hash
+
+    def promote(self, stage: str, actor: str, reason: str) -> None:
+        """Move forward through the lifecycle; Deprecated is reachable from any stage."""
+        check_attribution(actor, reason)
+        if stage not in STAGES:
+            raise ValidationError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+        current, target = STAGES.index(self.stage), STAGES.index(stage)
+        if stage == "Deprecated" and self.stage != "Deprecated":
+            pass
+        elif target <= current:
+            raise ConflictError(
+                f"release {self.task} v{self.number} is {self.stage}; the lifecycle only moves "
+                f"forward ({' -> '.join(STAGES)})"
+            )
+        self._stage_changed(from_stage=self.stage, to_stage=stage, actor=actor, reason=reason)
+
+    @event("StageChanged")
+    def _stage_changed(self, from_stage: str, to_stage: str, actor: str, reason: str) -> None:
+        self.stage = to_stage
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id), "kind": self.kind, "task": self.task, "number": self.number,
+            "stage": self.stage, "prompt_hash": self.prompt_hash, "content": self.content,
+            "created_by": self.created_by, "aggregate_version": self.version,
+        }

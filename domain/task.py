@@ -1,0 +1,113 @@
+"""Task: the index that keeps one task's releases numbered and its rollouts single.
+
+Saving a Task together with the Release or Rollout it admits (one atomic write) is what makes
+"versions are numbered without gaps or twins" and "one active rollout per task" hold under
+concurrent commands: the loser of a race conflicts on the Task's version.
+"""
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+from relctl.domain.base import ControlAggregate, check_attribution
+from relctl.domain.errors import ConflictError, NotFoundError
+from relctl.domain.ids import check_key, task_id
+
+
+class Task(ControlAggregate):
+    kind = "task"
+
+    @staticmethod
+    def create_id(key: str, **_: Any) -> Any:
+        return task_id(key)
+
+    @classmethod
+    def open(cls, key: str, actor: str, reason: str) -> "Task":
+        check_key("task", key)
+        check_attribution(actor, reason)
+        return cls(key=key, actor=actor, reason=reason)
+
+    @event("Opened")
+    def __init__(self, key: str, actor: str, reason: str) -> None:
+        self.key = key
+        self.releases: list[int] = []
+        self.default_release: int | None = None
+        self.active_rollout: UUID | None = None
+        self.rollouts: list[UUID] = []
+
+    @property
+    def latest_release(self) -> int | None:
+        return self.releases[-1] if self.releases else None
+
+    def next_release_number(self) -> int:
+        return len(self.releases) + 1
+
+    def admit_release(self, number: int, actor: str, reason: str) -> None:
+        check_attribution(actor, reason)
+        if number != self.next_release_number():
+            raise ConflictError(f"{self.key} v{number} is not the next version")
+        self._release_admitted(number=number, actor=actor, reason=reason)
+
+    @event("ReleaseAdmitted")
+    def _release_admitted(self, number: int, actor: str, reason: str) -> None:
+        self.releases.append(number)
+
+    def require_release(self, number: int) -> None:
+        if number not in self.releases:
+            raise NotFoundError(f"task {self.key} has no release v{number}")
+
+    def set_default(self, number: int, actor: str, reason: str) -> None:
+        """Make ``number`` what every tenant without a pin, override or rollout gets."""
+        check_attribution(actor, reason)
+        self.require_release(number)
+        if self.active_rollout is not None:
+            raise ConflictError(
+                f"task {self.key} has an active rollout {self.active_rollout}; complete or roll "
+                "it back before setting the default directly"
+            )
+        if self.default_release == number:
+            raise ConflictError(f"{self.key} v{number} is already the default")
+        self._default_set(number=number, previous=self.default_release, actor=actor, reason=reason)
+
+    @event("DefaultReleaseSet")
+    def _default_set(self, number: int, previous: int | None, actor: str, reason: str) -> None:
+        self.default_release = number
+
+    def open_rollout(self, rollout_id: UUID, actor: str, reason: str) -> None:
+        check_attribution(actor, reason)
+        if self.active_rollout is not None:
+            raise ConflictError(
+                f"task {self.key} already has an active rollout {self.active_rollout}; only one "
+                "rollout per task may be active"
+            )
+        self._rollout_opened(rollout_id=rollout_id, actor=actor, reason=reason)
+
+    @event("RolloutOpened")
+    def _rollout_opened(self, rollout_id: UUID, actor: str, reason: str) -> None:
+        self.active_rollout = rollout_id
+        self.rollouts.append(rollout_id)
+
+    def close_rollout(
+        self, rollout_id: UUID, outcome: str, new_default: int | None, actor: str, reason: str,
+    ) -> None:
+        check_attribution(actor, reason)
+        if self.active_rollout != rollout_id:
+            raise ConflictError(f"rollout {rollout_id} is not the active rollout of {self.key}")
+        self._rollout_closed(rollout_id=rollout_id, outcome=outcome, new_default=new_default,
+                             actor=actor, reason=reason)
+
+    @event("RolloutClosed")
+    def _rollout_closed(
+        self, rollout_id: UUID, outcome: str, new_default: int | None, actor: str, reason: str,
+    ) -> None:
+        self.active_rollout = None
+        if new_default is not None:
+            self.default_release = new_default
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id), "kind": self.kind, "key": self.key, "releases": self.releases,
+            "default_release": self.default_release,
+            "active_rollout": str(self.active_rollout) if self.active_rollout else None,
+            "rollouts": [str(r) for r in self.rollouts], "aggregate_version": self.version,
+        }

@@ -1,0 +1,1 @@
+"""The HTTP API: the FastAPI app and its routers."""
