@@ -24,11 +24,13 @@ from relctl.adapters.config import Settings
 from relctl.adapters.kafka import make_producer
 from relctl.application.service import ControlPlane
 from relctl.domain import errors
-from relctl.domain.guards import GUARD_ACTOR
+from relctl.domain.guards import GUARD_ACTOR, DecisionAction
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = ("rollback", "freeze", "pause")
+# The actions a command may carry: every decision but ``alert`` (which only alerts).
+ACTIONS = (DecisionAction.ROLLBACK, DecisionAction.FREEZE, DecisionAction.PAUSE)
+_ACTION_VALUES = tuple(action.value for action in ACTIONS)
 EXECUTED = Counter("relctl_automatic_commands_total", "Automatic decisions handled",
                    ["action", "result"])
 
@@ -50,8 +52,8 @@ def parse_command(value: bytes) -> dict[str, Any]:
         raise errors.ValidationError(f"command is not valid JSON: {exc}") from None
     if not isinstance(command, dict):
         raise errors.ValidationError("command must be a JSON object")
-    if command.get("action") not in ACTIONS:
-        raise errors.ValidationError(f"action must be one of {ACTIONS}")
+    if command.get("action") not in _ACTION_VALUES:
+        raise errors.ValidationError(f"action must be one of {_ACTION_VALUES}")
     try:
         UUID(str(command.get("rollout_id")))
     except ValueError:
@@ -69,8 +71,8 @@ def execute(app: ControlPlane, command: dict[str, Any]) -> dict[str, Any]:
     rollout_id = UUID(command["rollout_id"])
     reason = f"automatic: {command['reason']}"
     evidence = command.get("evidence")
-    method = {"rollback": app.roll_back, "freeze": app.freeze_rollout,
-              "pause": app.pause_rollout}[command["action"]]
+    method = {DecisionAction.ROLLBACK: app.roll_back, DecisionAction.FREEZE: app.freeze_rollout,
+              DecisionAction.PAUSE: app.pause_rollout}[DecisionAction(command["action"])]
     return dict(method(rollout_id, GUARD_ACTOR, reason, evidence=evidence))
 
 

@@ -11,11 +11,21 @@ compare the current window with the one before it (a drop or a spike).
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from relctl.domain.guard_eval import COMPARE
+from relctl.domain.guards import Comparator
 from relctl.domain.metrics import WindowStats, metric_value
+
+
+class AlertKind(StrEnum):
+    """What an alert on ``relctl.alerts`` says: a rule fired, resolved, or the guard decided."""
+
+    FIRED = "fired"
+    RESOLVED = "resolved"
+    DECISION = "decision"
 
 
 @dataclass(frozen=True)
@@ -79,7 +89,7 @@ class AlertState:
 class AlertTransition:
     """``fired`` or ``resolved``, with the evidence that caused it."""
 
-    kind: str
+    kind: AlertKind
     rule: AlertRule
     value: float | None
     samples: int
@@ -102,7 +112,7 @@ def measure(rule: AlertRule, current: WindowStats,
 def _clear(rule: AlertRule, value: float) -> bool:
     """On the safe side of the threshold by the hysteresis margin."""
     margin = abs(rule.threshold) * rule.hysteresis
-    if rule.comparator in (">", ">="):
+    if rule.comparator in (Comparator.GT, Comparator.GE):
         return value < rule.threshold - margin
     return value > rule.threshold + margin
 
@@ -119,7 +129,7 @@ def step(
         if quiet or (enough and not breached and _clear(rule, value)):  # type: ignore[arg-type]
             clear_since = state.clear_since if state.clear_since is not None else now
             if now - clear_since >= rule.resolve_seconds:
-                resolved = AlertTransition("resolved", rule, value, samples, now,
+                resolved = AlertTransition(AlertKind.RESOLVED, rule, value, samples, now,
                                            state.fired_at or now)
                 return AlertState(), resolved
             return replace(state, clear_since=clear_since), None
@@ -128,6 +138,6 @@ def step(
         return AlertState(), None
     since = state.since if state.since is not None else now
     if now - since >= rule.for_seconds:
-        fired = AlertTransition("fired", rule, value, samples, now, now)
+        fired = AlertTransition(AlertKind.FIRED, rule, value, samples, now, now)
         return AlertState(status="firing", since=since, fired_at=now), fired
     return AlertState(status="pending", since=since), None

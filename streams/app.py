@@ -19,11 +19,12 @@ from relctl.adapters import cloudevents, ingest
 from relctl.adapters.alertmanager import AlertmanagerSender
 from relctl.adapters.commands import command_record
 from relctl.adapters.config import Settings
-from relctl.domain.alerts import AlertRule
+from relctl.domain.alerts import AlertKind, AlertRule
+from relctl.domain.guard_eval import GuardOutcome
 from relctl.streams.attribute import Attributor, Partial
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.grace import Grace
-from relctl.streams.guard import Guard, GuardOutcome
+from relctl.streams.guard import Guard, GuardResult
 from relctl.streams.transport import register as register_transport
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ HELD = Gauge("relctl_worker_evaluations_held",
              "Evaluations waiting for the control index to learn their release")
 TENANT_WINDOWS = Gauge("relctl_worker_tenant_windows",
                        "Active (task, release, tenant, cohort, arm) windows held in memory")
-OUTCOME_CODE = {"Inconclusive": 0, "Passed": 1, "Pending": 2, "Failed": 3, "Error": 4}
+OUTCOME_CODE = {GuardOutcome.INCONCLUSIVE: 0, GuardOutcome.PASSED: 1, GuardOutcome.PENDING: 2,
+                GuardOutcome.FAILED: 3, GuardOutcome.ERROR: 4}
 CONTROL_EVENTS = Gauge("relctl_worker_control_events", "Control events applied to the index")
 CONTROL_MALFORMED = Counter("relctl_worker_control_malformed_total",
                             "Control records that could not be read and were skipped")
@@ -277,7 +279,7 @@ class GuardWorker:
             outcome = self.guard.handle(partial, time.time())
             await self._publish(outcome)
 
-    async def _publish(self, outcome: GuardOutcome) -> None:
+    async def _publish(self, outcome: GuardResult) -> None:
         for verdict in outcome.verdicts:
             GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
                 OUTCOME_CODE[verdict.outcome])
@@ -290,7 +292,7 @@ class GuardWorker:
         for alert in outcome.alerts:
             key, value, headers = alert_record(alert)
             await self.alerts.send(key=key, value=value, headers=headers)
-            ALERTS.labels(alert["kind"], str(alert.get("rule", "decision"))).inc()
+            ALERTS.labels(alert["kind"], str(alert.get("rule", AlertKind.DECISION))).inc()
         if outcome.alerts and self.alertmanager is not None:
             task = asyncio.get_running_loop().create_task(self.alertmanager.send(outcome.alerts))
             self._background.add(task)  # keep a reference until it is done

@@ -22,17 +22,26 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from relctl.domain.alerts import AlertRule, AlertState, AlertTransition, measure, step
-from relctl.domain.guard_eval import RuleState, Verdict, evaluate_rule, strongest_action
-from relctl.domain.guards import GUARD_ACTOR
+from relctl.domain.alerts import AlertKind, AlertRule, AlertState, AlertTransition, measure, step
+from relctl.domain.guard_eval import (
+    CLEAR_OUTCOMES,
+    RuleState,
+    Verdict,
+    evaluate_rule,
+    strongest_action,
+)
+from relctl.domain.guard_eval import (
+    GuardOutcome as Outcome,
+)
+from relctl.domain.guards import GUARD_ACTOR, DecisionAction, GateClass
 from relctl.domain.metrics import WindowStats
 from relctl.streams.attribute import BUCKET_SECONDS, PAIRS, Partial, arm_key
 from relctl.streams.control_index import ControlIndex, RolloutInfo
 
 RESEND_AFTER_SECONDS = 2.0
 # Rollout states in which a decision has not taken effect yet.
-NOT_APPLIED = {"rollback": ("Running", "Paused", "Frozen"), "freeze": ("Running", "Paused"),
-               "pause": ("Running",)}
+NOT_APPLIED = {DecisionAction.ROLLBACK: ("Running", "Paused", "Frozen"),
+               DecisionAction.FREEZE: ("Running", "Paused"), DecisionAction.PAUSE: ("Running",)}
 DEFAULT_RETENTION_SECONDS = 1200.0
 MAX_REMEMBERED_DECISIONS = 10_000
 # A Signal alert resolves only after its rule has stayed clear this long (hysteresis).
@@ -83,7 +92,7 @@ class ScopeState:
 
 
 @dataclass
-class GuardOutcome:
+class GuardResult:
     rollout_id: str | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     commands: list[dict[str, Any]] = field(default_factory=list)
@@ -154,12 +163,12 @@ class Guard:
 
     # ---- evaluation ---------------------------------------------------------------------
 
-    def handle(self, partial: Partial, now: float) -> GuardOutcome:
+    def handle(self, partial: Partial, now: float) -> GuardResult:
         state = self.load(partial.scope)
         task = partial.scope.partition("|")[2]
         self._merge(state, partial, now - self._retention(task))
         state.watermark = max(state.watermark, partial.watermark)
-        outcome = GuardOutcome()
+        outcome = GuardResult()
         rollout = self.index.guarded_rollout(task)
         if rollout is not None:
             outcome.rollout_id = rollout.id
@@ -192,7 +201,7 @@ class Guard:
                 state.rules[name] = replace(rule_state, applied=True)
 
     def _guard(self, state: ScopeState, rollout: RolloutInfo, now: float,
-               outcome: GuardOutcome) -> None:
+               outcome: GuardResult) -> None:
         candidate_arms, baseline_arms = self._arms(rollout)
         self._settle(state, rollout)
         for rule in rollout.guard_rules:
@@ -206,32 +215,34 @@ class Guard:
                 previous = RuleState(rollout_id=rollout.id)
             verdict, new_state = evaluate_rule(effective, candidate, baseline, now, previous)
             verdict = replace(verdict, window_seconds=window)
-            clear = verdict.outcome in ("Passed", "Inconclusive")
-            if rule["gate_class"] == "Signal" and previous.decided:
+            clear = verdict.outcome in CLEAR_OUTCOMES
+            if rule["gate_class"] == GateClass.SIGNAL and previous.decided:
                 new_state = self._signal_hysteresis(rollout, verdict, previous, new_state, now,
                                                     outcome)
             elif clear and previous.decided and previous.applied:
                 new_state = RuleState(outcome=verdict.outcome, rollout_id=rollout.id)
             state.rules[rule["name"]] = new_state
             outcome.verdicts.append(verdict)
-            if verdict.action == "alert":
+            if verdict.action == DecisionAction.ALERT:
                 state.rules[rule["name"]] = replace(new_state, decided_at=now)
-                outcome.alerts.append(self._guard_alert("fired", rollout, verdict, now, now))
-        decision = strongest_action([v for v in outcome.verdicts if v.action != "alert"])
+                outcome.alerts.append(self._guard_alert(AlertKind.FIRED, rollout, verdict, now,
+                                                        now))
+        decision = strongest_action([v for v in outcome.verdicts
+                                     if v.action != DecisionAction.ALERT])
         if decision is None:
             self._reconcile(state, rollout, now, outcome)
         else:
             self._decide(state, rollout, decision, now, outcome)
 
     def _decide(self, state: ScopeState, rollout: RolloutInfo, decision: Verdict, now: float,
-                outcome: GuardOutcome) -> None:
+                outcome: GuardResult) -> None:
         since_ms = int((decision.breach_since or now) * 1000)
         decision_id = f"{rollout.id}:{decision.rule}:{since_ms}"
         for verdict in outcome.verdicts:
-            if verdict.action is not None and verdict.action != "alert":
+            if verdict.action is not None and verdict.action != DecisionAction.ALERT:
                 # Rules failing together share the strongest decision, and its fate.
                 state.rules[verdict.rule] = RuleState(
-                    breach_since=verdict.breach_since, decided=True, outcome="Failed",
+                    breach_since=verdict.breach_since, decided=True, outcome=Outcome.FAILED,
                     decision_id=decision_id, action=decision.action, decided_at=now,
                     rollout_id=rollout.id)
         evidence = {
@@ -248,26 +259,26 @@ class Guard:
             "reason": f"guard {decision.rule} ({decision.gate_class}) failed: {decision.message}",
         }
         outcome.commands.append(command)
-        outcome.alerts.append({"kind": "decision", "scope": state.scope, **command})
+        outcome.alerts.append({"kind": AlertKind.DECISION, "scope": state.scope, **command})
         self.sent[decision_id] = command
         while len(self.sent) > MAX_REMEMBERED_DECISIONS:
             self.sent.popitem(last=False)
 
     def _signal_hysteresis(self, rollout: RolloutInfo, verdict: Verdict, previous: RuleState,
-                           new_state: RuleState, now: float, outcome: GuardOutcome) -> RuleState:
+                           new_state: RuleState, now: float, outcome: GuardResult) -> RuleState:
         """A fired Signal alert resolves only after SIGNAL_RESOLVE_SECONDS of clear verdicts,
         so a metric flapping around its threshold yields one fired/resolved pair."""
-        if verdict.outcome not in ("Passed", "Inconclusive"):
+        if verdict.outcome not in CLEAR_OUTCOMES:
             return replace(new_state, clear_since=None)
         clear_since = previous.clear_since if previous.clear_since is not None else now
         if now - clear_since < SIGNAL_RESOLVE_SECONDS:
             return replace(previous, clear_since=clear_since, outcome=verdict.outcome)
-        outcome.alerts.append(self._guard_alert("resolved", rollout, verdict, now,
+        outcome.alerts.append(self._guard_alert(AlertKind.RESOLVED, rollout, verdict, now,
                                                 previous.decided_at))
         return RuleState(outcome=verdict.outcome, rollout_id=rollout.id)
 
     def _reconcile(self, state: ScopeState, rollout: RolloutInfo, now: float,
-                   outcome: GuardOutcome) -> None:
+                   outcome: GuardResult) -> None:
         """Re-send a decision the control topic does not show as applied yet."""
         resent: set[str] = set()
         for name, rule_state in state.rules.items():
@@ -289,7 +300,7 @@ class Guard:
             outcome.commands.append(command)
             state.rules[name] = replace(rule_state, decided_at=now)
 
-    def _guard_alert(self, kind: str, rollout: RolloutInfo, verdict: Verdict, now: float,
+    def _guard_alert(self, kind: AlertKind, rollout: RolloutInfo, verdict: Verdict, now: float,
                      fired_at: float | None) -> dict[str, Any]:
         step = rollout.steps[rollout.step_index] if rollout.step_index >= 0 else None
         return {"kind": kind, "scope": f"rollout|{rollout.id}", "rule": f"guard:{verdict.rule}",
@@ -297,7 +308,7 @@ class Guard:
                 "task": rollout.task, "release": rollout.candidate, "baseline": rollout.baseline,
                 "cohort": step, "evidence": verdict.evidence()}
 
-    def _alerts(self, state: ScopeState, task: str, now: float, outcome: GuardOutcome) -> None:
+    def _alerts(self, state: ScopeState, task: str, now: float, outcome: GuardResult) -> None:
         """Platform alert rules per release of the task, over all of its traffic."""
         for release in state.releases():
             arms = [arm for arm in state.buckets

@@ -30,7 +30,7 @@ from relctl.streams.guard import (
     SIGNAL_RESOLVE_SECONDS,
     DictStore,
     Guard,
-    GuardOutcome,
+    GuardResult,
     ScopeState,
 )
 
@@ -73,7 +73,7 @@ class Rig:
         self.alert_rules = alert_rules
         self.guard = Guard(self.control.index, self.store, alert_rules)
 
-    def feed(self, now: float, buckets: Buckets | None = None) -> GuardOutcome:
+    def feed(self, now: float, buckets: Buckets | None = None) -> GuardResult:
         return self.guard.handle(partial(buckets or {}), now)
 
     def restart(self) -> Guard:
@@ -103,7 +103,7 @@ def decision_id(rig: Rig, rule: str, since: float) -> str:
     return f"{rig.rollout}:{rule}:{int(since * 1000)}"
 
 
-def outcomes(out: GuardOutcome) -> list[tuple[str, str | None]]:
+def outcomes(out: GuardResult) -> list[tuple[str, str | None]]:
     return [(v.outcome, v.action) for v in out.verdicts]
 
 
