@@ -284,17 +284,18 @@ class GuardWorker:
             GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
                 OUTCOME_CODE[verdict.outcome])
         for command in outcome.commands:
-            key, value, headers = command_record(command)
+            key, value, headers = command_record(command.wire())
             await self.commands.send(key=key, value=value, headers=headers)
-            DECISIONS.labels(command["action"]).inc()
-            logger.warning("guard decided %s for rollout %s: %s", command["action"],
-                           command["rollout_id"], command["reason"])
-        for alert in outcome.alerts:
+            DECISIONS.labels(command.action).inc()
+            logger.warning("guard decided %s for rollout %s: %s", command.action,
+                           command.rollout_id, command.reason)
+        alerts = [alert.wire() for alert in outcome.alerts]
+        for alert in alerts:
             key, value, headers = alert_record(alert)
             await self.alerts.send(key=key, value=value, headers=headers)
             ALERTS.labels(alert["kind"], str(alert.get("rule", AlertKind.DECISION))).inc()
-        if outcome.alerts and self.alertmanager is not None:
-            task = asyncio.get_running_loop().create_task(self.alertmanager.send(outcome.alerts))
+        if alerts and self.alertmanager is not None:
+            task = asyncio.get_running_loop().create_task(self.alertmanager.send(alerts))
             self._background.add(task)  # keep a reference until it is done
             task.add_done_callback(self._background.discard)
 

@@ -8,7 +8,7 @@ the loop guard -> command -> event -> index is closed.
 """
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 from uuid import UUID
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from relctl.adapters.commands import parse_command
 from relctl.domain.alerts import DEFAULT_RULES, AlertRule, AlertState
-from relctl.domain.guard_eval import RuleState
+from relctl.domain.guard_eval import RuleState, Verdict
 from relctl.domain.metrics import WindowStats
 from relctl.streams import guard as guard_module
 from relctl.streams.attribute import BUCKET_SECONDS, Attributor, Partial, arm_key
@@ -57,6 +57,21 @@ B0, B1, B2 = int(T0), int(T0 + BUCKET_SECONDS), int(T0 + 2 * BUCKET_SECONDS)
 Buckets = Mapping[tuple[str, float], WindowStats]
 
 
+@dataclass
+class Sent:
+    """A GuardResult as it goes on the wire: commands and alerts as their published JSON
+    objects (what the command consumer and alert consumers read), verdicts as they are."""
+
+    verdicts: list[Verdict]
+    commands: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, result: GuardResult) -> "Sent":
+        return cls(result.verdicts, [c.wire() for c in result.commands],
+                   [a.wire() for a in result.alerts])
+
+
 class Rig:
     """A rollout of task ``csat`` (baseline 1, candidate 2), its guard, and the store behind
     it. ``state`` is how far the rollout got: None (planned only, or not visible to the index
@@ -73,8 +88,8 @@ class Rig:
         self.alert_rules = alert_rules
         self.guard = Guard(self.control.index, self.store, alert_rules)
 
-    def feed(self, now: float, buckets: Buckets | None = None) -> GuardResult:
-        return self.guard.handle(partial(buckets or {}), now)
+    def feed(self, now: float, buckets: Buckets | None = None) -> "Sent":
+        return Sent.of(self.guard.handle(partial(buckets or {}), now))
 
     def restart(self) -> Guard:
         """A new worker over the same (changelogged) store: nothing kept in memory."""
@@ -103,7 +118,7 @@ def decision_id(rig: Rig, rule: str, since: float) -> str:
     return f"{rig.rollout}:{rule}:{int(since * 1000)}"
 
 
-def outcomes(out: GuardResult) -> list[tuple[str, str | None]]:
+def outcomes(out: Sent) -> list[tuple[str, str | None]]:
     return [(v.outcome, v.action) for v in out.verdicts]
 
 
@@ -511,7 +526,7 @@ def test_shadow_rollout_is_guarded_on_paired_deltas_end_to_end() -> None:
                               arm="sandbox", score=0.0))
     commands = []
     for part in attributor.process(records, now=T0 + 11):
-        out = rig.guard.handle(Partial.decode(part.encode()), T0 + 12)
+        out = Sent.of(rig.guard.handle(Partial.decode(part.encode()), T0 + 12))
         commands += out.commands
     assert [(c["action"], c["evidence"]["value"], c["evidence"]["samples"])
             for c in commands] == [("rollback", -10.0, 40)]
@@ -592,7 +607,7 @@ def test_evaluations_that_arrived_before_the_index_knew_the_rollout(
                     outcome="llm_error" if i % 10 == 0 else "ok") for i in range(60)]
     batch += [record(T0 + 1 + i % 9, call_id=f"b{i}", release=1) for i in range(60)]
     for part in attributor.process(batch, now=T0 + 10):
-        out = rig.guard.handle(Partial.decode(part.encode()), T0 + 10)
+        out = Sent.of(rig.guard.handle(Partial.decode(part.encode()), T0 + 10))
         assert (out.verdicts, out.commands) == ([], [])
     rig.control.sync(at=started_at)
     assert rig.control.index.guarded_rollout(TASK) is not None
@@ -656,7 +671,7 @@ def test_state_survives_only_through_the_store() -> None:
     rig = Rig([guard_rule(for_seconds=30)])
     rig.feed(T0 + 1, {(CAND, B0): errors(60, 6)})
     fresh = Guard(rig.control.index, DictStore(), [])  # a worker that lost its table
-    out = fresh.handle(partial({}), T0 + 40)
+    out = Sent.of(fresh.handle(partial({}), T0 + 40))
     assert [v.outcome for v in out.verdicts] == ["Inconclusive"]
 
 
@@ -909,7 +924,7 @@ def test_platform_alerts_do_not_need_a_rollout() -> None:
     control = Control()
     store = DictStore()
     guard = Guard(control.index, store, (replace(LLM_ERRORS, for_seconds=0),))
-    out = guard.handle(partial({(BASE, B0): errors(100, 5)}), T0 + 1)
+    out = Sent.of(guard.handle(partial({(BASE, B0): errors(100, 5)}), T0 + 1))
     assert out.verdicts == [] and out.commands == []
     assert [(a["kind"], a["scope"]) for a in out.alerts] == [("fired", RELEASE_1)]
 
