@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter
-from relctl.adapters.cloudevents import binary_headers
+from relctl.adapters.cloudevents import dead_letter, decision_record
 from relctl.adapters.config import Settings
 from relctl.adapters.kafka import make_producer
 from relctl.application.service import ControlPlane
@@ -36,12 +35,9 @@ EXECUTED = Counter("relctl_automatic_commands_total", "Automatic decisions handl
 
 
 def command_record(command: dict[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of a decision on ``relctl.commands``."""
-    headers = binary_headers(
-        id=command["decision_id"], source="urn:relctl:guard",
-        type=f"io.relctl.command.{command['action']}.v1", subject=command["rollout_id"],
-        time=datetime.now(UTC).isoformat())
-    return command["rollout_id"].encode(), orjson.dumps(command), headers
+    """(key, value, headers) of a decision on ``relctl.commands`` (see
+    :func:`relctl.adapters.cloudevents.decision_record`)."""
+    return decision_record(command)
 
 
 def parse_command(value: bytes) -> dict[str, Any]:
@@ -85,9 +81,9 @@ class CommandConsumer:
         self.on_change = on_change
 
     async def _dead_letter(self, producer: Any, value: bytes, reason: str) -> None:
-        await producer.send_and_wait(self.settings.topic("dlq"), value=value, headers=[
-            ("relctl_dlq_reason", reason.encode()[:1000]),
-            ("relctl_dlq_source", self.settings.topic("commands").encode())])
+        key, value, headers = dead_letter(value, reason, self.settings.topic("commands"))
+        await producer.send_and_wait(self.settings.topic("dlq"), key=key, value=value,
+                                     headers=headers)
 
     async def handle(self, producer: Any, value: bytes) -> None:
         try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from relctl.adapters import ingest
 from relctl.adapters.alertmanager import AlertmanagerSender
+from relctl.adapters.cloudevents import alert_record, dead_letter
 from relctl.adapters.commands import command_record
 from relctl.domain.alerts import AlertKind
 from relctl.streams.attribute import Attributor, Partial
@@ -34,7 +35,7 @@ from relctl.streams.metrics import (
     REJECTED,
     TENANT_WINDOWS,
 )
-from relctl.streams.topics import WorkerTopics, alert_record
+from relctl.streams.topics import WorkerTopics
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +134,11 @@ class GuardAgent:
             try:
                 partial = Partial.decode(event.value)
             except (ValueError, KeyError, TypeError) as exc:
-                await self.topics.dlq.send(key=event.key, value=event.value, headers=[
-                    ("relctl_dlq_reason", f"malformed guard partial: {exc}".encode())])
+                message = event.message
+                _, value, headers = dead_letter(
+                    event.value, f"malformed guard partial: {exc}",
+                    f"kafka:{message.topic}/{message.partition}@{message.offset}")
+                await self.topics.dlq.send(key=event.key, value=value, headers=headers)
                 continue
             await self.publish(self.guard.handle(partial, time.time()))
 

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 from typing import Any
 
-from relctl.adapters import cloudevents
 from relctl.adapters.config import Settings
 
 
@@ -32,13 +31,3 @@ def worker_topics(app: Any, settings: Settings) -> WorkerTopics:
         dlq=topic("dlq", 1),
     )
 
-
-def alert_record(alert: dict[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """An alert or decision as a CloudEvent (binary mode) with a stable id."""
-    kind = alert["kind"]
-    identity = alert.get("decision_id") or f"{alert['scope']}:{alert['rule']}:" \
-        f"{alert.get('fired_at') or alert.get('at')}:{kind}"
-    headers = cloudevents.binary_headers(id=identity, source="urn:relctl:guard",
-                                         type=f"io.relctl.alert.{kind}.v1",
-                                         subject=alert["scope"])
-    return str(alert["scope"]).encode(), cloudevents.dumps(alert), headers
