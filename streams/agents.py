@@ -1,0 +1,174 @@
+"""The worker's two agents and its housekeeping timer.
+
+Stage 1 (``attribute``) decodes producers' evaluations, attributes them to rollout arms and
+sends per-scope partial aggregates; what cannot be attributed goes to the dead-letter topic
+(after a short grace for releases the control index does not know yet). Stage 2 (``guard``)
+merges partials into the guard state and publishes the decisions and alerts it yields.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from relctl.adapters import ingest
+from relctl.adapters.alertmanager import AlertmanagerSender
+from relctl.adapters.cloudevents import alert_record, dead_letter
+from relctl.adapters.commands import command_record
+from relctl.domain.alerts import AlertKind
+from relctl.streams.attribute import Attributor, Partial
+from relctl.streams.control_index import ControlIndex
+from relctl.streams.grace import Grace
+from relctl.streams.guard import Guard, GuardResult
+from relctl.streams.metrics import (
+    ALERTS,
+    BATCH_SECONDS,
+    COHORT_WINDOW,
+    CONSUMER_LAG,
+    DECISIONS,
+    EVENT_AGE,
+    GUARD_OUTCOME,
+    HELD,
+    OUTCOME_CODE,
+    PROCESSED,
+    REJECTED,
+    TENANT_WINDOWS,
+)
+from relctl.streams.topics import WorkerTopics
+
+logger = logging.getLogger(__name__)
+
+
+def _headers(raw: Any) -> dict[str, bytes]:
+    if isinstance(raw, Mapping):
+        return {str(k): v for k, v in raw.items()}
+    return {str(k): v for k, v in (raw or ())}
+
+
+class AttributeAgent:
+    """Stage 1: evaluations in, partial aggregates (and dead letters) out."""
+
+    def __init__(self, index: ControlIndex, topics: WorkerTopics, ready: asyncio.Event,
+                 grace: Grace, batch_max: int, batch_within: float) -> None:
+        self.index = index
+        self.attributor = Attributor(index)
+        self.topics = topics
+        self.ready = ready
+        self.grace = grace
+        self.batch_max = batch_max
+        self.batch_within = batch_within
+
+    async def run(self, stream: Any) -> None:
+        await self.ready.wait()
+        async for events in stream.take_events(self.batch_max, within=self.batch_within):
+            started = time.perf_counter()
+            records: list[Any] = []
+            dead: list[tuple[Any, str]] = []
+            now = time.monotonic()
+            for event in events:
+                message = event.message
+                decoded = ingest.decode(message.value or b"", _headers(message.headers))
+                source = f"kafka:{message.topic}/{message.partition}@{message.offset}"
+                dead += [(r, source) for r in decoded.rejected]
+                for record in decoded.records:
+                    if self.index.known_release(record.task, record.release):
+                        records.append(record)
+                    else:
+                        dead += self._unknown(self.grace.hold(record, source, now))
+            if self.grace:
+                ready, expired = self.grace.release(self.index.known_release, now)
+                records += ready
+                dead += self._unknown(expired)
+            await self.emit(records, dead, started)
+
+    def _unknown(self, pairs: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
+        """Dead letters for records whose release is still unknown."""
+        return [(rejected, source) for record, source in pairs
+                for rejected in ingest.check_releases([record], self.index.known_release)[1]]
+
+    async def emit(self, records: list[Any], dead: list[tuple[Any, str]],
+                   started: float) -> None:
+        for partial in self.attributor.process(records):
+            await self.topics.partials.send(key=partial.scope.encode(), value=partial.encode())
+        for rejected, source in dead:
+            key, value, headers = ingest.dlq_record(rejected, source)
+            await self.topics.dlq.send(key=key, value=value, headers=headers)
+        if dead:
+            ingest.count_rejected([r for r, _ in dead], "worker")
+            REJECTED.inc(len(dead))
+        if records:
+            ingest.count_accepted(len(records), "worker")
+            PROCESSED.inc(len(records))
+            EVENT_AGE.set(max(0.0, time.time() - max(
+                r.occurred_at.timestamp() for r in records)))
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        HELD.set(len(self.grace))
+
+    async def housekeeping(self) -> None:
+        """Expire tenant windows, refresh the cohort gauges, settle held evaluations."""
+        TENANT_WINDOWS.set(self.attributor.expire(time.time()))
+        COHORT_WINDOW.clear()  # series of windows that expired must disappear
+        for (task, release, cohort), measures in self.attributor.cohort_totals().items():
+            for measure, value in measures.items():
+                COHORT_WINDOW.labels(task, str(release), cohort, measure).set(value)
+        if self.grace:  # no new traffic: still settle held evaluations
+            ready, expired = self.grace.release(self.index.known_release, time.monotonic())
+            await self.emit(ready, self._unknown(expired), time.perf_counter())
+
+
+class GuardAgent:
+    """Stage 2: partials in, decisions (relctl.commands) and alerts (relctl.alerts) out."""
+
+    def __init__(self, guard: Guard, topics: WorkerTopics, ready: asyncio.Event,
+                 alertmanager: AlertmanagerSender | None) -> None:
+        self.guard = guard
+        self.topics = topics
+        self.ready = ready
+        self.alertmanager = alertmanager
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def run(self, stream: Any) -> None:
+        await self.ready.wait()
+        async for event in stream.events():
+            try:
+                partial = Partial.decode(event.value)
+            except (ValueError, KeyError, TypeError) as exc:
+                message = event.message
+                _, value, headers = dead_letter(
+                    event.value, f"malformed guard partial: {exc}",
+                    f"kafka:{message.topic}/{message.partition}@{message.offset}")
+                await self.topics.dlq.send(key=event.key, value=value, headers=headers)
+                continue
+            await self.publish(self.guard.handle(partial, time.time()))
+
+    async def publish(self, outcome: GuardResult) -> None:
+        for verdict in outcome.verdicts:
+            GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
+                OUTCOME_CODE[verdict.outcome])
+        for command in outcome.commands:
+            key, value, headers = command_record(command.wire())
+            await self.topics.commands.send(key=key, value=value, headers=headers)
+            DECISIONS.labels(command.action).inc()
+            logger.warning("guard decided %s for rollout %s: %s", command.action,
+                           command.rollout_id, command.reason)
+        alerts = [alert.wire() for alert in outcome.alerts]
+        for alert in alerts:
+            key, value, headers = alert_record(alert)
+            await self.topics.alerts.send(key=key, value=value, headers=headers)
+            ALERTS.labels(alert["kind"], str(alert.get("rule", AlertKind.DECISION))).inc()
+        if alerts and self.alertmanager is not None:
+            task = asyncio.get_running_loop().create_task(self.alertmanager.send(alerts))
+            self._background.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._background.discard)
+
+
+def record_consumer_lag(consumer: Any, topic: str) -> None:
+    """Records behind the high watermark, per assigned partition of ``topic``."""
+    for tp in consumer.assignment():
+        if tp.topic != topic:
+            continue
+        # Faust keeps no public read position; _read_offset is its own bookkeeping.
+        highwater, position = consumer.highwater(tp), consumer._read_offset.get(tp)
+        if highwater is not None and position is not None:
+            CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position - 1))
