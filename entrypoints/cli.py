@@ -15,7 +15,9 @@ import click
 import httpx
 import typer
 from relctl.infra.stackfile import current_stack_pointer, find_stack
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 
@@ -101,7 +103,7 @@ def fail(exit_code: ExitCode, code: str, message: str, status: int | None = None
             "code": code, "message": message, "status": status,
             "exit_code": int(exit_code)}}) + "\n")
     else:
-        err_console.print(f"[red]error ({code})[/red]: {message}", highlight=False)
+        err_console.print(f"[red]error ({code})[/red]: {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(int(exit_code))
 
 
@@ -235,16 +237,25 @@ def _show_aggregate(aggregate: dict[str, Any]) -> None:
 
 
 def _show_history(result: dict[str, Any]) -> None:
-    table = Table(title=f"history of {result.get('aggregate_id')}", title_justify="left")
+    table = Table(title=f"history of {result.get('aggregate_id')}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("time", no_wrap=True)
     table.add_column("event", no_wrap=True)
     table.add_column("actor", no_wrap=True)
     table.add_column("reason", overflow="fold")
-    for event in result["events"]:
-        data = event.get("data") or {}
-        table.add_row(str(event.get("time")), str(event.get("type")).removeprefix("io.relctl."),
-                      _plain(data.get("actor")), _plain(data.get("reason")))
-    console.print(table)
+    rows = [(str(event.get("time")), str(event.get("type")).removeprefix("io.relctl."),
+             _plain((event.get("data") or {}).get("actor")),
+             _plain((event.get("data") or {}).get("reason"))) for event in result["events"]]
+    for row in rows:
+        table.add_row(*row)
+    # On a terminal long reasons fold inside their column; into a pipe or a file every event
+    # is one aligned line, however long its reason.
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = Console(width=Measurement.get(console, console.options.update_width(1_000_000),
+                                         table).maximum)
+    wide.print(table)
 
 
 def _show_resolution(result: dict[str, Any]) -> None:

@@ -57,7 +57,11 @@ def stop_pid(pid: int, signals: tuple[tuple[signal.Signals, float], ...]) -> boo
     for sig, grace in signals:
         with contextlib.suppress(psutil.Error):
             process.send_signal(sig)
-            process.send_signal(signal.SIGCONT)  # a stopped process acts on it only when continued
+            # A stopped process acts on a signal only once continued; so do its children,
+            # which a PostgreSQL shutdown waits for.
+            for stopped in [process, *process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    stopped.send_signal(signal.SIGCONT)
         try:
             process.wait(grace)
             return True

@@ -246,14 +246,19 @@ class Stack:
         """Close the pool first (a request blocked on it fails instead of holding the stop),
         then stop the children: workers, broker, PostgreSQL."""
         if self.runtime is not None:
+            logger.info("stopping: closing the database connections")
             with contextlib.suppress(Exception):
                 self.runtime.close()
             self.runtime = None
+        if self.worker_processes:
+            logger.info("stopping: guard workers")
         self.stop_workers()
         if self.broker is not None:
+            logger.info("stopping: broker")
             self.broker.stop()
             self.broker = None
         if self.postgres is not None:
+            logger.info("stopping: PostgreSQL")
             self.postgres.stop()
             self.postgres = None
         if self.guardian is not None:
@@ -316,8 +321,10 @@ class Stack:
             if task is not waiter and task.exception():
                 logger.error("component %s failed: %s", task.get_name(), task.exception())
         stop.set()
+        logger.info("stopping: API (requests still running after %d s are cancelled), relay, "
+                    "command consumer", REQUEST_GRACE)
         server.should_exit = True
-        _, pending = await asyncio.wait(tasks, timeout=REQUEST_GRACE + 2)
+        _, pending = await asyncio.wait(tasks, timeout=REQUEST_GRACE + 1)
         for task in pending:
             task.cancel()
         waiter.cancel()
