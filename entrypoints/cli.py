@@ -11,7 +11,6 @@ from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import httpx
 import typer
 from relctl.infra.stackfile import current_stack_pointer, find_stack
@@ -63,8 +62,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _remember_output(ctx: typer.Context, value: OutputFormat) -> OutputFormat:
-    ctx.meta["relctl.output"] = value
+_chosen_output: list[OutputFormat] = [OutputFormat.text]  # of this invocation, for errors
+
+
+def _remember_output(value: OutputFormat) -> OutputFormat:
+    _chosen_output[0] = OutputFormat(value)
     return value
 
 
@@ -87,18 +89,9 @@ BlueprintArg = Annotated[str, typer.Argument(help="blueprint name")]
 ActorArg = Annotated[str, typer.Argument(help="who the token belongs to")]
 
 
-def _output_mode() -> OutputFormat:
-    context = click.get_current_context(silent=True)
-    while context is not None:
-        if "relctl.output" in context.meta:
-            return OutputFormat(context.meta["relctl.output"])
-        context = context.parent
-    return OutputFormat.text
-
-
 def fail(exit_code: ExitCode, code: str, message: str, status: int | None = None) -> NoReturn:
     """Report an error the way the chosen output asks for, then exit with ``exit_code``."""
-    if _output_mode() is OutputFormat.json:
+    if _chosen_output[0] is OutputFormat.json:
         sys.stderr.write(json.dumps({"error": {
             "code": code, "message": message, "status": status,
             "exit_code": int(exit_code)}}) + "\n")
@@ -193,47 +186,65 @@ def _fields(data: dict[str, Any], skip: tuple[str, ...] = ()) -> Table:
     return table
 
 
-def _label(aggregate: dict[str, Any]) -> str:
+def _print_table(table: Table) -> None:
+    """On a terminal rows fold to its width; into a pipe or a file each row is one line,
+    however long, so the columns stay aligned for grep and for people."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
+    Console(width=width).print(table)
+
+
+def _say(line: str) -> None:
+    console.print(line, soft_wrap=True, highlight=False)
+
+
+def _steps_text(rollout: dict[str, Any]) -> str:
+    return " -> ".join(
+        f"[{step}]" if index == rollout.get("step_index") else str(step)
+        for index, step in enumerate(rollout.get("steps") or []))
+
+
+def _summary(aggregate: dict[str, Any]) -> str:
+    """One line that says what an aggregate is now."""
     kind = str(aggregate.get("kind", "")).lower()
     if "number" in aggregate:
-        return f"release {aggregate.get('task')} {aggregate['number']}"
+        content = aggregate.get("content") or {}
+        return (f"release {aggregate.get('task')} {aggregate['number']}: "
+                f"{aggregate.get('stage')}, {content.get('model_provider')} "
+                f"{content.get('model_version')}, temperature {content.get('temperature')}, "
+                f"seed {content.get('seed')}")
+    if kind == "rollout":
+        return (f"rollout {aggregate.get('id')}: {aggregate.get('task')} release "
+                f"{aggregate.get('baseline')} -> {aggregate.get('candidate')}, "
+                f"{aggregate.get('state')}, steps {_steps_text(aggregate)}"
+                + (" (shadow)" if aggregate.get("shadow") else ""))
+    if kind == "task":
+        releases = ", ".join(str(r) for r in aggregate.get("releases") or []) or "none"
+        return (f"task {aggregate.get('key')}: default release "
+                f"{_plain(aggregate.get('default_release'))}, releases {releases}, "
+                f"active rollout {_plain(aggregate.get('active_rollout'))}")
     for key in ("key", "name"):
         if key in aggregate:
-            return f"{kind} {aggregate[key]}"
+            extra = f", cohort {aggregate['cohort']}" if "cohort" in aggregate else ""
+            return f"{kind} {aggregate[key]}{extra}"
     return f"{kind} {aggregate.get('id')}"
 
 
-def _show_rollout(rollout: dict[str, Any]) -> None:
-    steps = " -> ".join(
-        f"[bold]{step}[/bold]" if index == rollout.get("step_index") else str(step)
-        for index, step in enumerate(rollout.get("steps", [])))
-    console.print(f"rollout {rollout.get('id')}: {rollout.get('task')} "
-                  f"{rollout.get('baseline')} -> {rollout.get('candidate')}, "
-                  f"[bold]{rollout.get('state')}[/bold]; steps {steps}"
-                  + (" (shadow)" if rollout.get("shadow") else ""))
-    rules = rollout.get("guard_rules") or []
-    if rules:
-        console.print("guard rules: " + ", ".join(
-            f"{r.get('name')} ({r.get('metric')} {r.get('comparator')} {r.get('threshold')}, "
-            f"{r.get('gate_class')})" for r in rules))
-    for decision in rollout.get("decisions") or []:
-        console.print(f"  {decision.get('action')} by {decision.get('actor')}: "
-                      f"{decision.get('reason')}")
-
-
 def _show_aggregate(aggregate: dict[str, Any]) -> None:
-    kind = str(aggregate.get("kind", "")).lower()
-    if kind == "rollout":
-        _show_rollout(aggregate)
+    """A read: the summary line, then the fields (a release's spec only in -o json)."""
+    _say(_summary(aggregate))
+    if str(aggregate.get("kind", "")).lower() == "rollout":
+        for rule in aggregate.get("guard_rules") or []:
+            _say(f"  guard {rule.get('name')}: {rule.get('metric')} {rule.get('comparator')} "
+                 f"{rule.get('threshold')} over {rule.get('window_seconds')} s, at least "
+                 f"{rule.get('min_samples')} samples -> {rule.get('gate_class')}")
+        for decision in aggregate.get("decisions") or []:
+            _say(f"  {decision.get('action')} by {decision.get('actor')}: "
+                 f"{decision.get('reason')}")
         return
-    skip: tuple[str, ...] = ("kind",)
-    if "number" in aggregate:  # a release: the spec's essentials, not the whole content
-        content = aggregate.get("content") or {}
-        console.print(f"{_label(aggregate)}: [bold]{aggregate.get('stage')}[/bold], "
-                      f"{content.get('model_provider')} {content.get('model_version')}, "
-                      f"temperature {content.get('temperature')}, seed {content.get('seed')}")
-        skip = ("kind", "content")
-    console.print(_fields(aggregate, skip))
+    _print_table(_fields(aggregate, ("kind", "content")))
 
 
 def _show_history(result: dict[str, Any]) -> None:
@@ -243,47 +254,37 @@ def _show_history(result: dict[str, Any]) -> None:
     table.add_column("event", no_wrap=True)
     table.add_column("actor", no_wrap=True)
     table.add_column("reason", overflow="fold")
-    rows = [(str(event.get("time")), str(event.get("type")).removeprefix("io.relctl."),
-             _plain((event.get("data") or {}).get("actor")),
-             _plain((event.get("data") or {}).get("reason"))) for event in result["events"]]
-    for row in rows:
-        table.add_row(*row)
-    # On a terminal long reasons fold inside their column; into a pipe or a file every event
-    # is one aligned line, however long its reason.
-    if console.is_terminal:
-        console.print(table)
-        return
-    wide = Console(width=Measurement.get(console, console.options.update_width(1_000_000),
-                                         table).maximum)
-    wide.print(table)
+    for event in result["events"]:
+        data = event.get("data") or {}
+        table.add_row(str(event.get("time")), str(event.get("type")).removeprefix("io.relctl."),
+                      _plain(data.get("actor")), _plain(data.get("reason")))
+    _print_table(table)
 
 
 def _show_resolution(result: dict[str, Any]) -> None:
-    console.print(f"{result.get('tenant')} runs [bold]{result.get('task')} release "
-                  f"{result.get('release')}[/bold] (source: {result.get('source')})")
+    _say(f"{result.get('tenant')} runs {result.get('task')} release {result.get('release')} "
+         f"(source: {result.get('source')})")
     if result.get("shadow_release") is not None:
-        console.print(f"shadow: release {result['shadow_release']} also scores, not shown")
-    console.print("why:")
+        _say(f"shadow: release {result['shadow_release']} also scores, its scores not shown")
+    _say("why:")
     for line in result.get("explanation") or ["-"]:
-        console.print(f"  - {line}")
-    console.print(f"pipeline: {result.get('pipeline')}")
+        _say(f"  - {line}")
+    _say(f"pipeline: {result.get('pipeline')}")
     flags = result.get("flags") or {}
-    console.print("flags: " + (", ".join(
+    _say("flags: " + (", ".join(
         f"{name} {'on' if on else 'off'}" for name, on in sorted(flags.items())) or "-"))
     if result.get("overrides"):
-        console.print("overrides: " + _plain(result["overrides"]))
+        _say("overrides: " + _plain(result["overrides"]))
 
 
 def show(result: Any, output: OutputFormat) -> None:
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
         return
-    if isinstance(result, dict) and "aggregate" in result:
-        aggregate = result["aggregate"]
+    if isinstance(result, dict) and "aggregate" in result:  # a command: one line
         headline = "recorded" if result.get("changed", True) else "no change"
-        console.print(f"[bold]{headline}[/bold]: {_label(aggregate)}"
-                      + (f" ({result['note']})" if result.get("note") else ""))
-        _show_aggregate(aggregate)
+        _say(f"{headline}: {_summary(result['aggregate'])}"
+             + (f" ({result['note']})" if result.get("note") else ""))
     elif isinstance(result, dict) and "events" in result:
         _show_history(result)
     elif isinstance(result, dict) and "explanation" in result and "release" in result:
@@ -291,9 +292,9 @@ def show(result: Any, output: OutputFormat) -> None:
     elif isinstance(result, dict) and "kind" in result:
         _show_aggregate(result)
     elif isinstance(result, dict):
-        console.print(_fields(result))
+        _print_table(_fields(result))
     else:
-        console.print(_plain(result))
+        _say(_plain(result))
 
 
 def _load_json(path: Path) -> Any:
@@ -723,6 +724,7 @@ def demo(output: Output = OutputFormat.text) -> None:
 
 
 def main() -> None:
+    _chosen_output[0] = OutputFormat.text
     app()
 
 

@@ -48,7 +48,7 @@ def test_the_readme_walkthrough_runs_as_written(stack: Stack, tmp_path: Path) ->
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "\x1b[" not in out, "no terminal escapes into a pipe"
-    assert "recorded: release csat 1" in out and "recorded: release csat 2" in out
+    assert "recorded: release csat 1: Draft" in out and "recorded: release csat 2: Beta" in out
     assert "acme runs csat release" in out and "why:" in out and "pipeline:" in out
     assert "flags:" in out
 
