@@ -42,6 +42,7 @@ from relctl.infra.stackfile import (
     LOCK_FILE,
     STACK_FILE,
     current_stack_pointer,
+    find_stack,
     read_stack_file,
     write_secret,
 )
@@ -435,10 +436,10 @@ def run_worker(settings: Settings) -> None:
     from relctl.domain.alerts import load_rules
     from relctl.streams.app import GuardWorker, worker_metrics
 
-    if not settings.kafka_bootstrap:
-        stack_file = settings.data_dir / "stack.json"
-        if stack_file.exists():  # next to a running `relctl up` on the embedded default
-            stack = json.loads(stack_file.read_text())
+    if not settings.kafka_bootstrap:  # join a running `relctl up` on the embedded default
+        explicit = os.environ.get("RELCTL_DATA_DIR")
+        _, stack = find_stack(Path(explicit) if explicit else None)
+        if stack and stack.get("kafka_bootstrap"):
             settings = replace(settings, kafka_bootstrap=stack["kafka_bootstrap"],
                                topic_prefix=stack.get("topic_prefix", settings.topic_prefix))
     if not settings.kafka_bootstrap:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from relctl.infra.embedded import free_port
 from relctl.infra.stack import SHUTDOWN_BOUND
 
 from tests.conftest import wait_until
@@ -108,6 +109,15 @@ def test_sigkill_five_times_then_nothing_of_those_runs_remains_and_the_sixth_sta
         spec = Path(__file__).resolve().parents[2] / "examples" / "release-v1.json"
         code, created, err = stack.cli("release", "create", "csat", "-f", str(spec), "-r", "6th")
         assert code == 0 and created["aggregate"]["number"] == 1, err
+        # A second `relctl up` on the same data directory is refused and disturbs nothing.
+        second = subprocess.run(
+            [*RELCTL, "up", "--data-dir", str(stack.data_dir), "--api-port", str(free_port())],
+            env=stack.env, capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 1
+        assert "another relctl up" in second.stderr and str(stack.process.pid) in second.stderr
+        assert stack.cli("whoami")[0] == 0
+        pointer = stack.state_home / "relctl" / "current-stack"
+        assert pointer.read_text().strip() == str(stack.data_dir.resolve())
     finally:
         assert stack.down() == 0
 
