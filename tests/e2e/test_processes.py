@@ -40,19 +40,19 @@ def private(path: Path) -> list[str]:
 
 
 def test_up_from_a_directory_leaves_only_its_data_directory_private_and_plain_logs(
-    tmp_path: Path,
+    stack_root: Path,
 ) -> None:
-    cwd = tmp_path / "work"
+    cwd = stack_root / "work"
     cwd.mkdir()
     stack = Stack(cwd / ".relctl", cwd=cwd, pass_data_dir=False)
-    stack.state_home = tmp_path / "state"
+    stack.state_home = stack_root / "state"
     stack.env = clean_env(stack.state_home)
     stack.up()
     try:
         wait_until((stack.data_dir / "faust").exists, timeout=60,
                    what="the guard worker's Faust data")
         # The CLI finds the running stack (URL and token) from any directory, by itself.
-        elsewhere = tmp_path / "elsewhere"
+        elsewhere = stack_root / "elsewhere"
         elsewhere.mkdir()
         whoami = subprocess.run([*RELCTL, "whoami", "-o", "json"], cwd=elsewhere,
                                 env=clean_env(stack.state_home), capture_output=True,
