@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 from relctl.adapters.redaction import Redactor
 from relctl.domain.errors import ValidationError
-from relctl.domain.gate_prompt import build_messages, injection_flags
+from relctl.domain.gate_prompt import CALL_REF_HEADER, build_messages, injection_flags
 from relctl.domain.gates import Arm, CallTrace, ModelPricing, Scorecard
 from relctl.domain.golden import GoldenCall
 from relctl.domain.release import ReleaseSpec, prompt_hash
@@ -260,14 +260,15 @@ class GateRunner:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.config.max_attempts),
-                wait=wait_exponential_jitter(initial=self.config.backoff_initial_s,
+                wait=wait_exponential_jitter(multiplier=self.config.backoff_initial_s,
                                              max=self.config.backoff_max_s),
                 retry=retry_if_exception(is_transient), reraise=True,
             ):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     started = time.perf_counter()
-                    response, structured = await self._create(client, release, messages)
+                    response, structured = await self._create(
+                        client, release, messages, call.call_id)
         except (openai.APIError, openai.OpenAIError) as exc:
             return CallTrace(**base, attempts=max(1, attempts), error=_describe(exc))
         latency_ms = (time.perf_counter() - started) * 1000
@@ -285,22 +286,25 @@ class GateRunner:
             attempts=attempts)
 
     async def _create(self, client: AsyncOpenAI, release: ReleaseUnderTest,
-                      messages: list[dict[str, str]]) -> tuple[ChatCompletion, bool]:
+                      messages: list[dict[str, str]], call_id: str,
+                      ) -> tuple[ChatCompletion, bool]:
         chat = cast(Any, messages)  # the SDK's TypedDict message params; ours are plain dicts
+        headers = {CALL_REF_HEADER: call_id}
         if self._structured:
             schema_format: Any = {"type": "json_schema", "json_schema": {
                 "name": "scorecard", "schema": release.output_schema, "strict": True}}
             try:
                 return await client.chat.completions.create(
                     model=release.model, messages=chat, temperature=release.temperature,
-                    seed=release.seed, response_format=schema_format), True
+                    seed=release.seed, response_format=schema_format,
+                    extra_headers=headers), True
             except openai.BadRequestError as exc:
                 if "response_format" not in str(exc):
                     raise
                 self._structured = False  # this endpoint cannot; every trace records it
         return await client.chat.completions.create(
             model=release.model, messages=chat, temperature=release.temperature,
-            seed=release.seed), False
+            seed=release.seed, extra_headers=headers), False
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError):

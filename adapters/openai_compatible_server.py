@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from relctl.domain.gate_prompt import read_block
+from relctl.domain.gate_prompt import CALL_REF_HEADER, read_block
 
 CATEGORY_RULES: dict[str, tuple[str, ...]] = {
     "greeting": ("thank you for calling", "thanks for calling"),
@@ -127,8 +127,9 @@ def create_app(state: ModelServerState) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> JSONResponse:
         body = await request.json()
+        call_ref = request.headers.get(CALL_REF_HEADER, "")
         with state.lock:
-            state.received.append(body)
+            state.received.append({**body, "_call_ref": call_ref})
         model = str(body.get("model", ""))
         behaviour = state.behaviour(model)
         messages = body.get("messages") or []
@@ -141,7 +142,7 @@ def create_app(state: ModelServerState) -> FastAPI:
         if fmt.get("type") == "json_schema" and not behaviour.structured_output:
             return _error(400, "response_format json_schema is not supported by this model",
                           "invalid_request_error")
-        key = f"{model}:{hashlib.sha256(transcript.encode()).hexdigest()}"
+        key = f"{model}:{call_ref}:{hashlib.sha256(transcript.encode()).hexdigest()}"
         with state.lock:
             attempt = state.attempts[key] = state.attempts.get(key, 0) + 1
         if attempt <= behaviour.rate_limit_first:

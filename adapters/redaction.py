@@ -38,10 +38,11 @@ ADDRESS_RE = re.compile(
     rf"\b\d{{1,5}}[A-Za-z]?\s+(?:[A-Z][a-z]+\s+){{1,3}}(?:{STREET_TYPES})\b\.?"
     r"(?:,?\s+(?:Apt|Suite|Unit)\.?\s*\w+)?")
 NAME_WORD = r"[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?"
+TITLE = r"\b(?:Mr|Mrs|Ms|Miss|Dr|Mx|Prof)\.?\s+"
 NAME_RE = re.compile(
     rf"(?:(?i:my name is|my name's|name is|this is|i am|i'm|speaking with|you're speaking to|"
-    rf"talking to|ask for|spell that|surname is|last name is|first name is)\s+|"
-    rf"\b(?:Mr|Mrs|Ms|Miss|Dr|Mx)\.?\s+)"
+    rf"talking to|ask for|spell that|surname is|last name is|first name is)\s+(?:{TITLE})?|"
+    rf"{TITLE})"
     rf"(?P<value>{NAME_WORD}(?:\s+{NAME_WORD})?)")
 NOT_NAMES = frozenset({
     "Calling", "Sorry", "Happy", "Here", "Not", "Just", "Really", "Very", "So", "Afraid", "Going",
