@@ -51,7 +51,7 @@ def phone(rng: random.Random) -> str:
                        f"212-555-{rng.randint(100, 199):04d}"])
 
 
-def transcript(rng: random.Random, intent: str) -> tuple[str, list[str]]:
+def transcript(rng: random.Random, intent: str) -> tuple[str, list[str]]:  # noqa: PLR0912
     agent = rng.choice(FIRST)
     name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
     tags: list[str] = []
@@ -119,7 +119,7 @@ def human_labels(rng: random.Random, text: str) -> dict[str, Any]:
 
 
 def make(calls: int, seed: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - synthetic data, reproducible on purpose
     rows = []
     for index in range(calls):
         intent = rng.choice(INTENTS)
@@ -139,7 +139,7 @@ def main() -> None:
     rows = make(args.calls, args.seed)
     args.out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), "utf-8")
     critical = sum(1 for r in rows if r["labels"]["critical_detections"])
-    print(f"wrote {len(rows)} calls ({critical} critical) to {args.out}")  # noqa: T201
+    print(f"wrote {len(rows)} calls ({critical} critical) to {args.out}")
 
 
 if __name__ == "__main__":
