@@ -134,6 +134,17 @@ def _coerce(value: Any, schema: dict[str, Any], repairs: list[str]) -> Any:
     return value
 
 
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    """One compiled validator per distinct schema (a run checks hundreds of answers)."""
+    key = json.dumps(schema, sort_keys=True)
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = jsonschema.Draft202012Validator(schema)
+    return _VALIDATORS[key]
+
+
 def parse_answer(
     raw: str | None, schema: dict[str, Any],
 ) -> tuple[Scorecard | None, bool, list[str]]:
@@ -160,9 +171,10 @@ def parse_answer(
                 value = json.loads(text[start:end + 1])
             except json.JSONDecodeError:
                 return None, False, [*repairs, "unparseable_json"]
-    validator = jsonschema.Draft202012Validator(schema)
-    valid_as_sent = not repairs and validator.is_valid(value)
-    if not validator.is_valid(value):
+    validator = _validator(schema)
+    fits = validator.is_valid(value)
+    valid_as_sent = fits and not repairs
+    if not fits:
         value = _coerce(value, schema, repairs)
         if not validator.is_valid(value):
             return None, False, [*repairs, "schema_violation"]

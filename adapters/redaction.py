@@ -49,6 +49,8 @@ NOT_NAMES = frozenset({
     "Glad", "Sure", "Still", "Trying", "Looking", "Hoping", "The", "A", "An", "It", "That",
 })
 PHONE_REGIONS = ("US", "GB", "DE")
+PHONE_CANDIDATE_RE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d[\d\s.-]{4,16}\d(?![\w-])")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -113,12 +115,25 @@ class Redactor:
 
     @staticmethod
     def _phones(result: Redaction) -> None:
-        for region in PHONE_REGIONS:
-            spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(
-                result.text, region, leniency=phonenumbers.Leniency.VALID)]
-            for start, end in reversed(spans):
-                result.text = result.text[:start] + f"[{PiiKind.PHONE}]" + result.text[end:]
-                result.counts[PiiKind.PHONE] += 1
+        """Digit runs shaped like phone numbers, kept where libphonenumber calls them valid in
+        one of ``PHONE_REGIONS`` (international ``+`` numbers in any region). Checking
+        candidates is several times faster than libphonenumber's own text matcher per region."""
+        def replace(match: re.Match[str]) -> str:
+            candidate = match.group(0)
+            digits = sum(ch.isdigit() for ch in candidate)
+            if candidate.isdigit() and digits < 10:
+                return candidate  # a bare short digit run is an order number or a date
+            for region in PHONE_REGIONS:
+                try:
+                    number = phonenumbers.parse(candidate, region)
+                except phonenumbers.NumberParseException:
+                    continue
+                if phonenumbers.is_valid_number(number):
+                    result.counts[PiiKind.PHONE] += 1
+                    return f"[{PiiKind.PHONE}]"
+            return candidate
+
+        result.text = PHONE_CANDIDATE_RE.sub(replace, result.text)
 
     @staticmethod
     def _names(result: Redaction) -> None:

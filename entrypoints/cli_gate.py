@@ -244,9 +244,16 @@ def decide(
 def serve_local_model(
     port: Annotated[int, typer.Option("--port")] = 8760,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    latency_ms: Annotated[float, typer.Option("--latency-ms",
+                                              help="fixed simulated latency per answer")] = 0.0,
 ) -> None:
     """Serve the deterministic local OpenAI-compatible model (demo, tests, benchmark)."""
     import uvicorn
-    from relctl.adapters.openai_compatible_server import ModelServerState, create_app
+    from relctl.adapters.openai_compatible_server import Behaviour, ModelServerState, create_app
 
-    uvicorn.run(create_app(ModelServerState()), host=host, port=port, log_level="warning")
+    state = ModelServerState(behaviours={"*": Behaviour(latency_s=latency_ms / 1000)})
+    uvicorn.run(create_app(state), host=host, port=port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    gate_app()

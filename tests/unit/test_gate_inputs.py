@@ -20,6 +20,8 @@ from tests.unit.test_golden import EXAMPLE
     ("mail me at jane.doe+x@mail.example.co.uk today", "mail me at [EMAIL] today"),
     ("call (415) 555-0132 please", "call [PHONE] please"),
     ("or +44 20 7946 0958.", "or [PHONE]."),
+    ("UK line 020 7946 0958 works", "UK line [PHONE] works"),
+    ("text 4155550132", "text [PHONE]"),
     ("card 4111 1111 1111 1111 ok", "card [CARD] ok"),
     ("card 4111-1111-1111-1111", "card [CARD]"),
     ("account number 88301944", "account number [ACCOUNT]"),
