@@ -59,6 +59,10 @@ for sub, name in ((release_app, "release"), (task_app, "task"), (blueprint_app, 
                   (schema_app, "schemas")):
     app.add_typer(sub, name=name, no_args_is_help=True)
 
+from relctl.entrypoints.cli_gate import gate_app  # noqa: E402  (after the sub-apps it sits beside)
+
+app.add_typer(gate_app, name="gate", no_args_is_help=True)
+
 console = Console()
 err_console = Console(stderr=True)
 
