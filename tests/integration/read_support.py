@@ -28,7 +28,7 @@ def seed_tasks(app: ControlPlane, tasks: tuple[str, ...] = ("csat", "qa")) -> No
 
 def random_commands(  # noqa: PLR0912 - one flat menu of commands to draw from
         app: ControlPlane, rng: random.Random, count: int,
-                    tasks: tuple[str, ...] = ("csat", "qa")) -> int:
+        tasks: tuple[str, ...] = ("csat", "qa")) -> int:
     """Issue ``count`` random commands (refused ones included); return how many were stored."""
     stored = 0
     for key in TENANTS:
