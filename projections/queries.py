@@ -252,12 +252,12 @@ def verify_audit(db: Database) -> AuditVerdict:
         previous, expected, last_position = row["hash"], expected + 1, position
     tracked = db.execute(f"SELECT position FROM {TRACKING} WHERE name = %s",  # noqa: S608
                          (ProjectionName.AUDIT.value,))
-    if tracked and last_position < int(tracked[0]["position"]) and (
-            count or int(tracked[0]["position"]) > 0):
+    projected = int(tracked[0]["position"]) if tracked else 0
+    if last_position < projected:
         return AuditVerdict(rows=count, ok=False, first_break=AuditBreak(
             seq=expected, position=None, fault=AuditFault.TAIL_MISSING,
             detail=f"the trail ends at position {last_position} but was projected up to "
-                   f"{tracked[0]['position']}: its last rows were deleted"))
+                   f"{projected}: its last rows were deleted"))
     return AuditVerdict(rows=count, ok=True)
 
 
