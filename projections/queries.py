@@ -6,13 +6,14 @@ Every function takes the ``Database`` of the schema the projector writes; none f
 import csv
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from relctl.adapters.postgres import Database
 from relctl.application.service import ControlPlane
-from relctl.domain.errors import NotFoundError, ValidationError
+from relctl.domain.errors import NotFoundError, UnavailableError, ValidationError
 from relctl.domain.ids import release_id, task_id
 from relctl.domain.read_models import (
     AuditBreak,
@@ -41,6 +42,27 @@ def _now(at: datetime | None) -> datetime:
     if at.tzinfo is None:
         raise ValidationError("instants need a timezone, e.g. 2026-11-21T10:00:00Z")
     return at
+
+
+def projected_position(db: Database) -> int:
+    """The position every read model has reached (the slowest one)."""
+    rows = db.execute(f"SELECT min(position) AS p FROM {TRACKING}")  # noqa: S608
+    return int(rows[0]["p"] or 0) if rows else 0
+
+
+def wait_for_head(db: Database, app: ControlPlane, timeout: float = 5.0) -> int:
+    """Read-your-writes: wait until the read models include every event committed before this
+    call (so a caller sees the command it just issued); raise UnavailableError after
+    ``timeout``. Returns the position waited for."""
+    head = int(app.recorder.max_notification_id() or 0)
+    deadline = time.monotonic() + timeout
+    while (reached := projected_position(db)) < head:
+        if time.monotonic() > deadline:
+            raise UnavailableError(
+                f"the read models are behind the event store (at {reached}, need {head}); "
+                "is the projector running (relctl project)?")
+        time.sleep(0.005)
+    return head
 
 
 def _task_fold(app: ControlPlane, db: Database, tenant: str, task: str, when: datetime

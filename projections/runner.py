@@ -53,6 +53,9 @@ class ProjectorSet:
         self.views = list(views) if views is not None else all_views()
         self.batch_size = batch_size
         self.conn: psycopg.Connection[Any] | None = None
+        # Reads of positions and hashes use their own connection: the runner's one may be in
+        # the middle of a batch's transaction, whose uncommitted positions must not be seen.
+        self.reader: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self._forget()
 
@@ -71,9 +74,10 @@ class ProjectorSet:
         return self
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        for conn in (self.conn, self.reader):
+            if conn is not None:
+                conn.close()
+        self.conn = self.reader = None
 
     def __enter__(self) -> "ProjectorSet":
         return self.open()
@@ -86,6 +90,12 @@ class ProjectorSet:
             self.open()
         assert self.conn is not None
         return self.conn
+
+    def _read(self) -> psycopg.Connection[Any]:
+        if self.reader is None or self.reader.closed:
+            self.reader = self._connect()
+            self.reader.autocommit = True
+        return self.reader
 
     def setup(self) -> None:
         conn = self._db()
@@ -112,7 +122,7 @@ class ProjectorSet:
     # ---- positions ------------------------------------------------------------------------
 
     def positions(self) -> dict[ProjectionName, int]:
-        rows = self._db().execute(f"SELECT name, position FROM {TRACKING}").fetchall()  # noqa: S608
+        rows = self._read().execute(f"SELECT name, position FROM {TRACKING}").fetchall()  # noqa: S608
         known = {view.name.value for view in self.views}
         return {ProjectionName(name): int(pos) for name, pos in rows if name in known}
 
@@ -263,7 +273,7 @@ class ProjectorSet:
 
     def content_hash(self) -> dict[ProjectionName, str]:
         """A hash of every row of each view: two builds agree iff their rows do."""
-        conn = self._db()
+        conn = self._read()
         result = {}
         for view in self.views:
             parts = [str(conn.execute(q).fetchone()[0])  # type: ignore[index, arg-type]
