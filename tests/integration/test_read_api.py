@@ -4,25 +4,29 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
+import typer
 import uvicorn
 from relctl.entrypoints.api.app import create_api
 from relctl.entrypoints.api.auth import Authenticator
 from relctl.entrypoints.api.read import read_router
+from relctl.entrypoints.cli_read import read_app
 from relctl.infra.bootstrap import Runtime
 from relctl.infra.embedded import free_port
 from relctl.projections.runner import ProjectorSet
+from typer.testing import CliRunner
 
 from tests.conftest import wait_until
-from tests.integration.read_support import WHO, seed_tasks
+from tests.integration.read_support import WHO, seed_tasks, stored_events
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client(runtime: Runtime) -> Iterator[httpx.Client]:
+def client(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
     settings = runtime.settings
     assert settings.database_url
     projectors = ProjectorSet(runtime.app, settings.database_url, settings.database_schema)
@@ -40,6 +44,8 @@ def client(runtime: Runtime) -> Iterator[httpx.Client]:
     serving.start()
     try:
         wait_until(lambda: server.started, timeout=10, what="uvicorn start")
+        monkeypatch.setenv("RELCTL_API_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("RELCTL_TOKEN", token)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
                           headers={"Authorization": f"Bearer {token}"}) as http:
             yield http
@@ -105,3 +111,29 @@ def test_inventory_drift_and_audit_over_http(runtime: Runtime, client: httpx.Cli
     changes = client.get("/v1/read/changes", params={
         "since": "2020-01-01T00:00:00Z", "until": now, "tenant": "globex"}).json()
     assert changes[-1]["cause"]["actor"] == "bob"
+
+
+def test_cli_project_once_and_audit_verify_and_export(
+        runtime: Runtime, client: httpx.Client, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    settings = runtime.settings
+    assert settings.database_url
+    monkeypatch.setenv("RELCTL_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELCTL_DATABASE_SCHEMA", settings.database_schema)
+    seed_tasks(runtime.app, ("csat",))
+    cli = typer.Typer()
+    cli.add_typer(read_app)
+    runner = CliRunner()
+    rebuilt = runner.invoke(cli, ["project", "--once", "--rebuild-all"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    intact = runner.invoke(cli, ["audit", "verify"])
+    assert intact.exit_code == 0, intact.output
+    assert "intact" in intact.output
+    target = tmp_path / "audit.csv"
+    exported = runner.invoke(cli, ["audit", "export", "--format", "csv", "--out", str(target)])
+    assert exported.exit_code == 0, exported.output
+    assert len(target.read_text().splitlines()) == 1 + len(stored_events(runtime.app))
+    runtime.db.execute("UPDATE relctl_rm_audit SET content = content || ' ' WHERE seq = 3")
+    broken = runner.invoke(cli, ["audit", "verify"])
+    assert broken.exit_code == 1
+    assert "broken at row 3" in broken.output
