@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from psycopg import Cursor
 from relctl.domain.errors import NotFoundError
+from relctl.domain.ids import release_id, task_id, tenant_id
 from relctl.domain.read_models import Cause, ChangeKind, ProjectionName
 from relctl.domain.release import Release
 from relctl.domain.resolution import ControlView, resolve
@@ -55,11 +56,36 @@ class Step:
         return self.raw.get(name)
 
 
+class CachedView(ControlView):
+    """The domain's ControlView with its key -> id derivations (UUIDv5) memoised: the
+    projector resolves many pairs per event, and hashing ids dominated that cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ids: dict[tuple[Any, ...], Any] = {}
+
+    def _id(self, kind: str, *key: Any) -> Any:
+        found = self._ids.get((kind, *key))
+        if found is None:
+            maker = {"task": task_id, "tenant": tenant_id, "release": release_id}[kind]
+            found = self._ids[(kind, *key)] = maker(*key)
+        return found
+
+    def task(self, key: str) -> Task | None:
+        return self.get(self._id("task", key), Task)  # type: ignore[no-any-return]
+
+    def tenant(self, key: str) -> Tenant | None:
+        return self.get(self._id("tenant", key), Tenant)  # type: ignore[no-any-return]
+
+    def release(self, task: str, number: int) -> Release | None:
+        return self.get(self._id("release", task, number), Release)  # type: ignore[no-any-return]
+
+
 @dataclass
 class Fold:
     """What every view may read: the control aggregates as of the current event."""
 
-    view: ControlView = field(default_factory=ControlView)
+    view: ControlView = field(default_factory=CachedView)
     tenants: set[str] = field(default_factory=set)
     tasks: set[str] = field(default_factory=set)
 
@@ -105,9 +131,19 @@ class Interval:
     cause: Cause
 
 
+# Tenant events that concern one task (their ``task`` attribute) or a list (``tasks``); the
+# others (flags, cohort) concern every task of the tenant.
+TASK_SCOPED = {"Tenant.OverrideSet", "Tenant.OverrideCleared", "Tenant.Pinned",
+               "Tenant.Unpinned"}
+
+
 def _affected(step: Step, fold: Fold) -> list[tuple[str, str]]:
     aggregate = step.aggregate
     if isinstance(aggregate, Tenant):
+        if step.name in TASK_SCOPED:
+            return [(aggregate.key, step.attr("task"))]
+        if step.name == "Tenant.ResetToDefaults":
+            return [(aggregate.key, task) for task in step.attr("tasks")]
         return [(aggregate.key, task) for task in sorted(fold.tasks)]
     if isinstance(aggregate, Task):
         return [(tenant, aggregate.key) for tenant in sorted(fold.tenants)]
@@ -159,6 +195,8 @@ class ResolutionHistory(View):
     def _rewrite(self, view: ControlView, tenant: str, task: str, at: datetime,
                  cause: Cause) -> None:
         earliest, intervals = self.pending.get((tenant, task), (at, []))
+        tenant_state = view.tenant(tenant)
+        pin = tenant_state.active_pin(task, at) if tenant_state else None
         kept = []
         for interval in intervals:
             if interval.valid_from >= at:
@@ -167,8 +205,6 @@ class ResolutionHistory(View):
                 interval.valid_to = at
             kept.append(interval)
         first = _interval(view, tenant, task, at, None, cause)
-        tenant_state = view.tenant(tenant)
-        pin = tenant_state.active_pin(task, at) if tenant_state else None
         if first is not None and pin is not None:
             expiry = datetime.fromisoformat(pin["expires_at"])
             first.valid_to = expiry
