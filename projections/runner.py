@@ -12,6 +12,7 @@ persisted: a runner rebuilds it by reading the log from the start without writin
 the same pure code as the live path (and costs a read of the log on every start).
 """
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, OperationalError
 from eventsourcing.utils import TopicError
 from psycopg import sql
 from relctl.application.service import ControlPlane
@@ -27,6 +28,8 @@ from relctl.domain.base import ControlAggregate
 from relctl.domain.errors import UnavailableError
 from relctl.domain.read_models import ProjectionName
 from relctl.projections.views import Fold, Step, View, all_views, content_hash_sql
+
+logger = logging.getLogger(__name__)
 
 BATCH = 5000
 TRACKING = "relctl_rm_tracking"
@@ -56,7 +59,7 @@ class ProjectorSet:
         # Reads of positions and hashes use their own connection: the runner's one may be in
         # the middle of a batch's transaction, whose uncommitted positions must not be seen.
         self.reader: psycopg.Connection[Any] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._forget()
 
     # ---- connection and tables ------------------------------------------------------------
@@ -154,29 +157,43 @@ class ProjectorSet:
             if not notifications:
                 return 0
             conn = self._db()
+            stale = False
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     cur.execute(f"SELECT name, position FROM {TRACKING} "  # noqa: S608
                                 "WHERE name = ANY(%s) FOR UPDATE",
                                 ([v.name.value for v in self.views],))
                     tracked = {name: int(pos) for name, pos in cur.fetchall()}
-                    if not self._loaded:
-                        for view in self.views:
-                            view.load(cur)
-                        self._loaded = True
-                    positions = [tracked[v.name.value] for v in self.views]
-                    self._apply(notifications, positions)
-                    last = notifications[-1].id
-                    for view, position in zip(self.views, positions, strict=True):
-                        if position < last:
-                            view.flush(cur, self.fold)
-                            cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
-                                        "WHERE name = %s", (last, view.name.value))
+                    positions = [tracked.get(v.name.value, -1) for v in self.views]
+                    # A view behind our fold was dropped (rebuilt) by someone else: our memory
+                    # is of no use to it, so start again from the log's first event.
+                    stale = any(p < self.folded for p in positions)
+                    if not stale:
+                        self._project(cur, notifications, positions)
             except BaseException:
                 self._forget()
                 raise
+            if stale:
+                self._forget()
+                if any(p < 0 for p in positions):
+                    self.setup()
+                return self.step(limit)
             self.folded = notifications[-1].id
             return len(notifications)
+
+    def _project(self, cur: Any, notifications: Sequence[Notification],
+                 positions: list[int]) -> None:
+        if not self._loaded:
+            for view in self.views:
+                view.load(cur)
+            self._loaded = True
+        self._apply(notifications, positions)
+        last = notifications[-1].id
+        for view, position in zip(self.views, positions, strict=True):
+            if position < last:
+                view.flush(cur, self.fold)
+                cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
+                            "WHERE name = %s", (last, view.name.value))
 
     def _apply(self, notifications: Iterable[Notification], positions: list[int]) -> None:
         mapper = self.app.mapper
@@ -233,7 +250,9 @@ class ProjectorSet:
                 try:
                     if self.catch_up():
                         continue
-                except psycopg.OperationalError:
+                except (psycopg.Error, OperationalError) as exc:
+                    # Database down, or tables dropped by a concurrent rebuild: retry later.
+                    logger.warning("projector batch failed, retrying: %s", exc)
                     self.close()
                     stop.wait(idle_wait)
                     continue

@@ -8,7 +8,7 @@ position still advances with the batch.
 """
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,7 +67,9 @@ class CachedView(ControlView):
     def _id(self, kind: str, *key: Any) -> Any:
         found = self._ids.get((kind, *key))
         if found is None:
-            maker = {"task": task_id, "tenant": tenant_id, "release": release_id}[kind]
+            makers: dict[str, Callable[..., Any]] = {
+                "task": task_id, "tenant": tenant_id, "release": release_id}
+            maker = makers[kind]
             found = self._ids[(kind, *key)] = maker(*key)
         return found
 

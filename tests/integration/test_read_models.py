@@ -212,3 +212,18 @@ def test_the_runner_follows_new_events_through_listen_notify(
         runtime.app.register_tenant("globex", "Globex", "general", **WHO)
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_a_runner_recovers_when_another_process_rebuilds_a_view(
+        runtime: Runtime, projectors: ProjectorSet) -> None:
+    settings = runtime.settings
+    assert settings.database_url
+    seed_tasks(runtime.app, ("csat",))
+    projectors.catch_up()
+    with ProjectorSet(runtime.app, settings.database_url, settings.database_schema) as other:
+        other.drop([ProjectionName.AUDIT])
+    runtime.app.register_tenant("acme", "Acme", "general", **WHO)
+    projectors.catch_up()
+    verdict = queries.verify_audit(runtime.db)
+    assert verdict.ok
+    assert verdict.rows == len(stored_events(runtime.app))
