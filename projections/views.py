@@ -223,21 +223,15 @@ class ResolutionHistory(View):
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
         if not self.pending:
             return
-        tenants, tasks, starts = [], [], []
-        for (tenant, task), (earliest, _) in self.pending.items():
-            tenants.append(tenant)
-            tasks.append(task)
-            starts.append(earliest)
-        pairs = "unnest(%s::text[], %s::text[], %s::timestamptz[]) AS p(tenant, task, t)"
-        cur.execute(
-            f"DELETE FROM relctl_rm_resolution h USING {pairs} "  # noqa: S608 - constant text
-            "WHERE h.tenant = p.tenant AND h.task = p.task AND h.valid_from >= p.t",
-            (tenants, tasks, starts))
-        cur.execute(
-            f"UPDATE relctl_rm_resolution h SET valid_to = p.t FROM {pairs} "  # noqa: S608
-            "WHERE h.tenant = p.tenant AND h.task = p.task AND h.valid_from < p.t "
-            "AND (h.valid_to IS NULL OR h.valid_to > p.t)",
-            (tenants, tasks, starts))
+        # One index range per pair (executemany pipelines them): a join against the whole
+        # history table would grow with it.
+        bounds = [(tenant, task, earliest)
+                  for (tenant, task), (earliest, _) in self.pending.items()]
+        cur.executemany("DELETE FROM relctl_rm_resolution WHERE tenant = %s AND task = %s "
+                        "AND valid_from >= %s", bounds)
+        cur.executemany("UPDATE relctl_rm_resolution SET valid_to = %s WHERE tenant = %s "
+                        "AND task = %s AND valid_from < %s AND (valid_to IS NULL OR "
+                        "valid_to > %s)", [(t, a, b, t, t) for a, b, t in bounds])
         with cur.copy("COPY relctl_rm_resolution (tenant, task, valid_from, valid_to, "
                       "resolution, etag, cause) FROM STDIN") as copy:
             for (tenant, task), (_, intervals) in self.pending.items():
@@ -474,5 +468,6 @@ def all_views() -> list[View]:
 
 
 def content_hash_sql(tables: Iterable[str]) -> list[str]:
-    return [f"SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "  # noqa: S608
-            f"FROM {table} t" for table in tables]
+    # A hash of the sorted row hashes: order-independent, and small enough for any table.
+    return [f"SELECT md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM "  # noqa: S608
+            f"(SELECT md5(t::text) AS h FROM {table} t) rows" for table in tables]
