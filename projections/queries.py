@@ -102,7 +102,12 @@ def resolve_at(db: Database, tenant: str, task: str, at: datetime | None = None,
     rows = db.execute(
         "SELECT resolution, etag, valid_from, valid_to, cause FROM relctl_rm_resolution "
         "WHERE tenant = %s AND task = %s AND valid_from <= %s "
-        "AND (valid_to IS NULL OR valid_to > %s)", (tenant, task, when, when))
+        "AND (valid_to IS NULL OR valid_to > %s) ORDER BY valid_from LIMIT 2",
+        (tenant, task, when, when))
+    if len(rows) > 1:
+        raise RuntimeError(f"overlapping history intervals for {tenant} x {task} at "
+                           f"{when.isoformat()}: the resolution read model is corrupt; "
+                           "rebuild it (relctl project --rebuild resolution)")
     if not rows:
         raise NotFoundError(f"no release in force for tenant {tenant!r} and task {task!r} at "
                             f"{when.isoformat()} (unknown tenant or task, or no default yet)")
