@@ -63,6 +63,7 @@ from relctl.entrypoints.cli_gate import gate_app  # noqa: E402  (after the sub-a
 
 app.add_typer(gate_app, name="gate", no_args_is_help=True)
 
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -728,6 +729,13 @@ def demo(output: Output = OutputFormat.text) -> None:
     run_demo(Client(), console, output.value)
 
 
+# The read side's commands join the top level; cli_read imports this module's client, so it is
+# mounted once everything above exists.
+from relctl.entrypoints.cli_read import read_app  # noqa: E402
+
+app.add_typer(read_app)
+
+
 def main() -> None:
     _chosen_output[0] = OutputFormat.text
     app()
@@ -735,3 +743,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -14,7 +14,15 @@ import httpx
 import typer
 from relctl.adapters.config import Settings
 from relctl.domain.read_models import AuditFormat, ProjectionName
-from relctl.entrypoints.cli import EXIT, EXIT_UNAVAILABLE, Client, Output, err_console, show
+from relctl.entrypoints.cli import (
+    EXIT,
+    EXIT_UNAVAILABLE,
+    Client,
+    Output,
+    OutputFormat,
+    err_console,
+    show,
+)
 
 read_app = typer.Typer(help="Read models: projections, history, inventory, audit.")
 audit_app = typer.Typer(help="The tamper-evident audit trail.")
@@ -22,6 +30,8 @@ read_app.add_typer(audit_app, name="audit", no_args_is_help=True)
 
 Since = Annotated[str | None, typer.Option(help="from this instant (ISO 8601, with zone)")]
 Until = Annotated[str | None, typer.Option(help="until this instant (ISO 8601, with zone)")]
+TenantFilter = Annotated[str | None, typer.Option(help="only this tenant")]
+TaskFilter = Annotated[str | None, typer.Option(help="only this task")]
 
 
 def _params(**values: object) -> dict[str, object]:
@@ -65,10 +75,10 @@ def project(
 
 
 @audit_app.command("verify")
-def audit_verify(output: Output = "text") -> None:
+def audit_verify(output: Output = OutputFormat.text) -> None:
     """Walk the hash chain; exit 1 and name the first broken link if any row was altered."""
     verdict = Client().call("GET", "/v1/audit/verify")
-    if output == "json":
+    if output is OutputFormat.json:
         show(verdict, output)
     elif verdict["ok"]:
         print(f"audit trail intact: {verdict['rows']} rows")
@@ -83,9 +93,9 @@ def audit_verify(output: Output = "text") -> None:
 @audit_app.command("export")
 def audit_export(
     fmt: Annotated[AuditFormat, typer.Option("--format", help="jsonl or csv")] = AuditFormat.JSONL,
-    since: Since = None, until: Until = None, tenant: str | None = None, task: str | None = None,
-    actor: str | None = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="file (default stdout)")] = None,
+    since: Since = None, until: Until = None, tenant: TenantFilter = None, task: TaskFilter = None,
+    actor: Annotated[str | None, typer.Option(help="only this actor")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="file (default stdout)")] = None,
 ) -> None:
     """Export audit rows (with their hashes) for a time range, tenant, task or actor."""
     text = _get_text("/v1/audit/export", _params(
@@ -99,34 +109,38 @@ def audit_export(
 @read_app.command()
 def changes(since: Annotated[str, typer.Option(help="ISO 8601, with zone")],
             until: Annotated[str, typer.Option(help="ISO 8601, with zone")],
-            tenant: str | None = None, task: str | None = None, output: Output = "text") -> None:
+            tenant: TenantFilter = None, task: TaskFilter = None,
+            output: Output = OutputFormat.text) -> None:
     """Every change of a tenant x task answer between two instants, with who and why."""
     show(Client().call("GET", "/v1/read/changes", params=_params(
         since=since, until=until, tenant=tenant, task=task)), output)
 
 
 @read_app.command()
-def overrides(tenant: str | None = None, task: str | None = None,
-              output: Output = "text") -> None:
+def overrides(tenant: TenantFilter = None, task: TaskFilter = None,
+              output: Output = OutputFormat.text) -> None:
     """Who overrides what, and since when."""
     show(Client().call("GET", "/v1/read/overrides", params=_params(tenant=tenant, task=task)),
          output)
 
 
 @read_app.command()
-def pins(tenant: str | None = None, task: str | None = None, output: Output = "text") -> None:
+def pins(tenant: TenantFilter = None, task: TaskFilter = None,
+         output: Output = OutputFormat.text) -> None:
     """Recorded pins, their expiry, and whether each still applies."""
     show(Client().call("GET", "/v1/read/pins", params=_params(tenant=tenant, task=task)),
          output)
 
 
 @read_app.command()
-def drift(task: str, output: Output = "text") -> None:
+def drift(task: Annotated[str, typer.Argument(help="the task a change is proposed for")],
+          output: Output = OutputFormat.text) -> None:
     """For a new default or rollout of TASK: who it reaches, who an override or pin shields."""
     show(Client().call("GET", "/v1/read/drift", params={"task": task}), output)
 
 
 @read_app.command("rollout-status")
-def rollout_status(rollout_id: str, output: Output = "text") -> None:
+def rollout_status(rollout_id: Annotated[str, typer.Argument(help="the rollout id")],
+                   output: Output = OutputFormat.text) -> None:
     """A rollout's state, step, tenants per arm, rules, decisions and transitions."""
     show(Client().call("GET", f"/v1/read/rollouts/{rollout_id}"), output)
