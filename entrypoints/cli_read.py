@@ -14,7 +14,7 @@ import httpx
 import typer
 from relctl.adapters.config import Settings
 from relctl.domain.read_models import AuditFormat, ProjectionName
-from relctl.entrypoints.cli import (
+from relctl.entrypoints.cli_base import (
     EXIT,
     EXIT_UNAVAILABLE,
     Client,
