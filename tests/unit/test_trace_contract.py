@@ -21,7 +21,7 @@ TRACE = ReleaseTrace(prompt_hash=prompt_hash("Score the call."), model_provider=
 
 def record(**changes: object) -> EvaluationRecord:
     return EvaluationRecord.from_mapping(evaluation(
-        release=2, prompt_hash=TRACE.prompt_hash, **changes))
+        **{"release": 2, "prompt_hash": TRACE.prompt_hash, **changes}))
 
 
 def test_a_record_that_ran_its_release_honours_the_contract() -> None:
