@@ -191,32 +191,47 @@ class Ledger:
         before ``horizon`` are too old to matter and are not counted."""
         result = Applied()
         drafts: dict[int, _Draft] = {}
-        for arm, buckets in cells.items():
+        # Earlier buckets first: within one partial, the later run of a call completes its pair.
+        ordered = sorted((bucket, arm, rows) for arm, buckets in cells.items()
+                         for bucket, rows in buckets.items())
+        for bucket, arm, rows in ordered:
+            if bucket + self.bucket_seconds <= horizon:
+                result.expired += len(rows)
+                continue
             release = int(arm.partition("|")[0])
-            for bucket, rows in buckets.items():
-                if bucket + self.bucket_seconds <= horizon:
-                    result.expired += len(rows)
-                    continue
-                draft = drafts.get(bucket)
-                if draft is None:
-                    draft = drafts[bucket] = _Draft()
-                stats, keys = draft.cell(arm)
-                for row in rows:
-                    if self.dedup:
-                        if row.key in self._keys:
-                            result.duplicates += 1
-                            continue
-                        self._keys.add(row.key)
-                        keys.append(row.key)
-                    stats.add(row)
-                    draft.rows += 1
-                    result.counted += 1
-                    if row.call is not None and row.score is not None:
-                        self._pair(row, release, bucket, draft, result)
+            draft = drafts.get(bucket)
+            if draft is None:
+                draft = drafts[bucket] = _Draft()
+            stats, keys = draft.cell(arm)
+            for row in rows:
+                if self.dedup:
+                    if row.key in self._keys:
+                        result.duplicates += 1
+                        continue
+                    self._keys.add(row.key)
+                    keys.append(row.key)
+                stats.add(row)
+                draft.rows += 1
+                result.counted += 1
+                if row.call is not None and row.score is not None:
+                    self._pair(row, release, bucket, draft, result)
         for bucket, draft in drafts.items():
             if draft.rows:
                 self._write(bucket, draft)
         return result
+
+    def add_folded(self, cells: Mapping[str, Mapping[int, WindowStats]], horizon: float) -> None:
+        """Count pre-folded statistics as they are (no identities, so no de-duplication):
+        for windows built directly, e.g. by tests and tools, never for producer input."""
+        drafts: dict[int, _Draft] = {}
+        for arm, buckets in cells.items():
+            for bucket, stats in buckets.items():
+                if bucket + self.bucket_seconds > horizon:
+                    draft = drafts.setdefault(bucket, _Draft())
+                    draft.cell(arm)[0].merge(stats)
+                    draft.rows += stats.count + stats.shadow_pairs
+        for bucket, draft in drafts.items():
+            self._write(bucket, draft)
 
     def _pair(self, row: Evidence, release: int, bucket: int, draft: _Draft,
               result: Applied) -> None:
@@ -269,6 +284,8 @@ class Ledger:
         while True:
             levels: dict[int, list[int]] = {}
             for ref, rows in entries.items():
+                if self.dedup and ref not in self._keys:
+                    continue  # pre-folded stats: no identity names what a merge absorbed
                 levels.setdefault(_level(rows), []).append(ref)
             full = next((refs for refs in levels.values() if len(refs) >= FANOUT), None)
             if full is None:
@@ -308,12 +325,9 @@ class Ledger:
                 half = self._pending.get(call)
                 if half is not None and half.bucket == bucket:
                     del self._pending[call]
-        for arm in list(self.buckets):
-            buckets = self.buckets[arm]
+        for buckets in self.buckets.values():
             for bucket in [b for b in buckets if b + self.bucket_seconds <= horizon]:
                 del buckets[bucket]
-            if not buckets:
-                del self.buckets[arm]
 
     # ---- introspection --------------------------------------------------------------------
 
@@ -324,6 +338,10 @@ class Ledger:
     @property
     def pending_pairs(self) -> int:
         return len(self._pending)
+
+    def pending(self) -> dict[int, tuple[str, int, float]]:
+        """Halves waiting for their other half: call -> (arm, release, score)."""
+        return {call: (h.arm, h.release, h.score) for call, h in self._pending.items()}
 
     def entry_count(self) -> int:
         return sum(len(entries) for entries in self._entries.values())

@@ -79,6 +79,13 @@ class TableStore:
         if key.encode() in self.table:
             del self.table[key.encode()]
 
+    def keys(self, prefix: str) -> list[str]:
+        """Keys starting with ``prefix`` (a scan of this worker's partitions: used when a
+        scope is loaded after a start or rebalance, not per evaluation)."""
+        wanted = prefix.encode()
+        return [bytes(key).decode() for key in list(self.table.keys())
+                if bytes(key).startswith(wanted)]
+
 
 def _headers(raw: Any) -> dict[str, bytes]:
     if isinstance(raw, Mapping):

@@ -2,10 +2,12 @@
 
 State lives behind a small key-value interface (the worker backs it with a changelogged Faust
 table, so a restarted worker recovers it; unit tests use a dict). Per task it keeps one meta
-record (rule and alert states, the list of live buckets) and one record per (arm, bucket), where
-an arm is ``<release>|<produced arm>``. The rollout's baseline and candidate are looked up when
-rules are evaluated, so evaluations that arrived before their rollout's start was known still
-count, and only evaluations since the rollout started are judged.
+record (rule and alert states) and the evidence entries of :class:`relctl.domain.ledger.Ledger`:
+window statistics per (arm, bucket), where an arm is ``<release>|<produced arm>``, stored
+together with the identities they count, so that an evaluation delivered twice (a producer
+retry, a redelivery after a crash) is counted once. The rollout's baseline and candidate are
+looked up when rules are evaluated, so evaluations that arrived before their rollout's start
+was known still count, and only evaluations since the rollout started are judged.
 
 A decision is made once per breach: the rule's state records the decision (id, action, time) and
 the command carries that id. Until the control topic shows the rollout in the decided state, the
@@ -25,15 +27,19 @@ import orjson
 from relctl.domain.alerts import AlertRule, AlertState, AlertTransition, measure, step
 from relctl.domain.guard_eval import RuleState, Verdict, evaluate_rule, strongest_action
 from relctl.domain.guards import GUARD_ACTOR
+from relctl.domain.ledger import Applied, Ledger
 from relctl.domain.metrics import WindowStats
+from relctl.domain.timeliness import DEFAULT_RETENTION_SECONDS, retention_seconds
 from relctl.streams.attribute import BUCKET_SECONDS, PAIRS, Partial, arm_key
 from relctl.streams.control_index import ControlIndex, RolloutInfo
+
+__all__ = ["DEFAULT_RETENTION_SECONDS", "DictStore", "Guard", "GuardOutcome", "ScopeState",
+           "StateStore"]
 
 RESEND_AFTER_SECONDS = 2.0
 # Rollout states in which a decision has not taken effect yet.
 NOT_APPLIED = {"rollback": ("Running", "Paused", "Frozen"), "freeze": ("Running", "Paused"),
                "pause": ("Running",)}
-DEFAULT_RETENTION_SECONDS = 1200.0
 MAX_REMEMBERED_DECISIONS = 10_000
 # A Signal alert resolves only after its rule has stayed clear this long (hysteresis).
 SIGNAL_RESOLVE_SECONDS = 60.0
@@ -43,6 +49,7 @@ class StateStore(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def set(self, key: str, value: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
+    def keys(self, prefix: str) -> Iterable[str]: ...
 
 
 class DictStore(dict[str, bytes]):
@@ -54,14 +61,25 @@ class DictStore(dict[str, bytes]):
     def delete(self, key: str) -> None:
         self.pop(key, None)
 
+    def keys(self, prefix: str = "") -> list[str]:  # type: ignore[override]
+        return [key for key in dict(self) if key.startswith(prefix)]
+
 
 @dataclass
 class ScopeState:
+    """One task's guard state; ``buckets`` are the ledger's (the de-duplicated evidence)."""
+
     scope: str
     buckets: dict[str, dict[int, WindowStats]] = field(default_factory=dict)
     rules: dict[str, RuleState] = field(default_factory=dict)
     alerts: dict[str, AlertState] = field(default_factory=dict)
     watermark: float = 0.0
+    trace: dict[int, dict[str, float]] = field(default_factory=dict)
+    ledger: Ledger | None = None
+
+    def __post_init__(self) -> None:
+        if self.ledger is not None:
+            self.buckets = self.ledger.buckets
 
     def meta(self) -> bytes:
         return orjson.dumps({
@@ -69,6 +87,7 @@ class ScopeState:
             "rules": {k: v.to_json() for k, v in self.rules.items()},
             "alerts": {k: v.to_json() for k, v in self.alerts.items()},
             "watermark": self.watermark,
+            "trace": {str(release): v for release, v in self.trace.items()},
         })
 
     def window(self, arms: Iterable[str], start: float, end: float) -> WindowStats:
@@ -96,11 +115,13 @@ def _iso(epoch: float | None) -> str | None:
 
 class Guard:
     def __init__(self, index: ControlIndex, store: StateStore,
-                 alert_rules: Iterable[AlertRule]) -> None:
+                 alert_rules: Iterable[AlertRule], dedup: bool = True) -> None:
         self.index = index
         self.store = store
         self.alert_rules = tuple(alert_rules)
+        self.dedup = dedup
         self.scopes: dict[str, ScopeState] = {}
+        self.last: Applied = Applied()
         self.sent: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def forget(self) -> None:
@@ -114,50 +135,43 @@ class Guard:
         state = self.scopes.get(scope)
         if state is not None:
             return state
-        state = ScopeState(scope)
+        ledger = Ledger(scope, self.store, BUCKET_SECONDS, self.dedup)
+        ledger.load()
+        state = ScopeState(scope, ledger=ledger)
         raw = self.store.get(f"{scope}|meta")
         if raw:
             meta = orjson.loads(raw)
             state.rules = {k: RuleState.from_json(v) for k, v in meta["rules"].items()}
             state.alerts = {k: AlertState.from_json(v) for k, v in meta["alerts"].items()}
             state.watermark = float(meta.get("watermark", 0.0))
-            for arm, buckets in meta["buckets"].items():
-                for bucket in buckets:
-                    blob = self.store.get(f"{scope}|{arm}|{bucket}")
-                    if blob:
-                        state.buckets.setdefault(arm, {})[bucket] = WindowStats.from_json(
-                            orjson.loads(blob))
+            state.trace = {int(r): v for r, v in meta.get("trace", {}).items()}
         self.scopes[scope] = state
         return state
 
-    def _retention(self, task: str) -> float:
+    def retention(self, task: str) -> float:
+        """How far back the task's buckets are kept: its longest window in use."""
         windows = [rule.window_seconds * (2 if rule.relative else 1) for rule in self.alert_rules]
         rollout = self.index.rollouts.get(self.index.active.get(task, ""))
         if rollout is not None:
             windows += [float(rule["window_seconds"]) for rule in rollout.guard_rules]
-        return max([DEFAULT_RETENTION_SECONDS, *windows]) + BUCKET_SECONDS
+        return retention_seconds(windows, BUCKET_SECONDS)
 
     def _merge(self, state: ScopeState, partial: Partial, horizon: float) -> None:
-        for arm, buckets in partial.arms.items():
-            mine = state.buckets.setdefault(arm, {})
-            for bucket, stats in buckets.items():
-                if bucket + BUCKET_SECONDS <= horizon:
-                    continue  # older than the longest window: it can no longer matter
-                merged = mine[bucket].merge(stats) if bucket in mine else \
-                    WindowStats().merge(stats)
-                mine[bucket] = merged
-                self.store.set(f"{state.scope}|{arm}|{bucket}", orjson.dumps(merged.to_json()))
-        for arm, buckets in state.buckets.items():
-            for bucket in [b for b in buckets if b + BUCKET_SECONDS <= horizon]:
-                del buckets[bucket]
-                self.store.delete(f"{state.scope}|{arm}|{bucket}")
+        """Count the partial's rows (each identity once) and pre-folded stats; then drop
+        buckets older than the longest window (they can no longer matter)."""
+        ledger = state.ledger
+        assert ledger is not None, "scopes the guard loads have a ledger"
+        self.last = ledger.apply(partial.rows, horizon)
+        if partial.arms:
+            ledger.add_folded(partial.arms, horizon)
+        ledger.expire(horizon)
 
     # ---- evaluation ---------------------------------------------------------------------
 
     def handle(self, partial: Partial, now: float) -> GuardOutcome:
         state = self.load(partial.scope)
         task = partial.scope.partition("|")[2]
-        self._merge(state, partial, now - self._retention(task))
+        self._merge(state, partial, now - self.retention(task))
         state.watermark = max(state.watermark, partial.watermark)
         outcome = GuardOutcome()
         rollout = self.index.guarded_rollout(task)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from relctl.adapters.commands import parse_command
 from relctl.domain.alerts import DEFAULT_RULES, AlertRule, AlertState
 from relctl.domain.guard_eval import RuleState
+from relctl.domain.ledger import Ledger
 from relctl.domain.metrics import WindowStats
 from relctl.streams import guard as guard_module
 from relctl.streams.attribute import BUCKET_SECONDS, Attributor, Partial, arm_key
@@ -89,8 +90,10 @@ class Rig:
         return self.control.index.rollouts[self.rollout].state
 
     def stored(self, arm: str, bucket: int) -> WindowStats | None:
-        raw = self.store.get(f"{SCOPE}|{arm}|{bucket}")
-        return WindowStats.from_json(orjson.loads(raw)) if raw else None
+        """The (arm, bucket) stats a restarted worker would recover from the store."""
+        recovered = Ledger(SCOPE, self.store, BUCKET_SECONDS)
+        recovered.load()
+        return recovered.buckets.get(arm, {}).get(bucket)
 
     def meta(self) -> dict[str, Any]:
         return orjson.loads(self.store[f"{SCOPE}|meta"])
