@@ -8,6 +8,7 @@ Delivery is at least once (the embedded broker has no idempotent producer, so no
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +21,9 @@ from relctl.adapters.alertmanager import AlertmanagerSender
 from relctl.adapters.commands import command_record
 from relctl.adapters.config import Settings
 from relctl.domain.alerts import AlertRule
-from relctl.streams.attribute import Attributor, Partial
+from relctl.domain.timeliness import explain, time_problem
+from relctl.domain.trace_contract import describe, violations
+from relctl.streams.attribute import Attributor, Partial, task_scope
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.grace import Grace
 from relctl.streams.guard import Guard, GuardOutcome
@@ -58,6 +61,20 @@ CONTROL_MALFORMED = Counter("relctl_worker_control_malformed_total",
 ROLLOUT_STATE = Gauge("relctl_worker_rollout_state",
                       "Rollout state as this worker's control index sees it (0 Planned, "
                       "1 Running, 2 Paused, 3 Frozen, 4 RolledBack, 5 Completed)", ["rollout"])
+DUPLICATES = Counter("relctl_guard_duplicates_total",
+                     "Evaluations delivered again (producer retries, redeliveries after a "
+                     "crash) and not counted again")
+TOO_OLD = Counter("relctl_guard_evaluations_too_old_total",
+                  "Evaluations whose bucket had left the guard's retention when stage 2 saw "
+                  "them (not counted)")
+PENDING_PAIRS = Gauge("relctl_guard_pending_shadow_pairs",
+                      "Shadow-mode runs waiting for their call's other arm, per task", ["task"])
+TRACE_VIOLATIONS = Counter(
+    "relctl_guard_trace_violations_total",
+    "Evaluations whose prompt, model, sampling parameters or blueprint contradict the release "
+    "they claim (not counted as its evidence)", ["task", "release", "field"])
+# For the throughput benchmark only: count every delivery (a crash can then double-count).
+DEDUP_ENV = "RELCTL_BENCH_GUARD_DEDUP"
 STATE_CODE = {"Planned": 0, "Running": 1, "Paused": 2, "Frozen": 3, "RolledBack": 4,
               "Completed": 5}
 
@@ -116,6 +133,7 @@ class GuardWorker:
         self.attributor = Attributor(self.index)
         self.index_ready = asyncio.Event()
         self.grace = Grace(settings.unknown_release_grace_seconds)
+        self._held_origins: dict[int, ingest.Origin] = {}
         self.batch_max = batch_max
         self.batch_within = batch_within
         self.alertmanager = AlertmanagerSender(alertmanager_url) if alertmanager_url else None
@@ -149,7 +167,10 @@ class GuardWorker:
         self.dlq = topic("dlq", 1)
         self.table = app.Table("guard-state", default=None, partitions=partitions,
                                key_type=bytes, value_type=bytes)
-        self.guard = Guard(self.index, TableStore(self.table), alert_rules)
+        dedup = os.environ.get(DEDUP_ENV, "1") != "0"
+        if not dedup:
+            logger.warning("%s=0: evaluations are NOT de-duplicated (benchmark mode)", DEDUP_ENV)
+        self.guard = Guard(self.index, TableStore(self.table), alert_rules, dedup=dedup)
         app.agent(self.evaluations, name="attribute")(self._attribute)
         app.agent(self.partials, name="guard")(self._guard)
         app.task(self._follow_control)
@@ -228,7 +249,7 @@ class GuardWorker:
         await self.index_ready.wait()
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
             started = time.perf_counter()
-            records: list[Any] = []
+            accepted: list[tuple[Any, ingest.Origin]] = []
             dead: list[tuple[Any, str]] = []
             now = time.monotonic()
             for event in events:
@@ -236,25 +257,81 @@ class GuardWorker:
                 decoded = ingest.decode(message.value or b"", _headers(message.headers))
                 source = f"kafka:{message.topic}/{message.partition}@{message.offset}"
                 dead += [(r, source) for r in decoded.rejected]
-                for record in decoded.records:
+                for record, origin in zip(decoded.records, decoded.origins(source),
+                                          strict=True):
                     if self.index.known_release(record.task, record.release):
-                        records.append(record)
+                        accepted.append((record, origin))
                     else:
-                        dead += self._unknown(self.grace.hold(record, source, now))
+                        dead += self._unknown(self._hold(record, origin, now))
             if self.grace:
                 ready, expired = self.grace.release(self.index.known_release, now)
-                records += ready
+                accepted += self._released(ready)
                 dead += self._unknown(expired)
-            await self._emit(records, dead, started)
+            records, refused, violated = self._screen(accepted, time.time())
+            await self._emit(records, dead + refused, started, violated)
+
+    def _hold(self, record: Any, origin: ingest.Origin, now: float) -> list[tuple[Any, Any]]:
+        """Hold a record of a release the index does not know yet (its origin kept beside it,
+        so a dead letter carries the bytes as received); returns what overflowed."""
+        self._held_origins[id(record)] = origin
+        return self.grace.hold(record, origin.source, now)
+
+    def _released(self, ready: list[Any]) -> list[tuple[Any, ingest.Origin]]:
+        return [(record, self._held_origins.pop(id(record))) for record in ready]
+
+    def _screen(self, accepted: list[tuple[Any, ingest.Origin]], now: float) -> tuple[
+            list[Any], list[tuple[Any, str]], dict[tuple[str, int], int]]:
+        """Keep what can be evidence for its release. A record dated outside the guard's
+        retention or beyond the clock-skew allowance, or one that contradicts its release's
+        trace contract, goes to the DLQ with the reason and the bytes as received;
+        violations are also counted per release and reported to stage 2 (the alert)."""
+        kept: list[Any] = []
+        dead: list[tuple[Any, str]] = []
+        violated: dict[tuple[str, int], int] = {}
+        for record, origin in accepted:
+            occurred = record.occurred_at.timestamp()
+            retention = self.guard.retention(record.task)
+            problem = time_problem(occurred, now, retention)
+            if problem is not None:
+                dead.append((ingest.Rejected(explain(problem, occurred, now, retention),
+                                             origin.received(), origin.index, problem.value),
+                             origin.source))
+                continue
+            trace = self.index.trace(record.task, record.release)
+            fields = violations(record, trace) if trace is not None else ()
+            if trace is not None and fields:
+                for name in fields:
+                    TRACE_VIOLATIONS.labels(record.task, str(record.release), name).inc()
+                key = (record.task, record.release)
+                violated[key] = violated.get(key, 0) + 1
+                dead.append((ingest.Rejected(describe(record, trace, fields),
+                                             origin.received(), origin.index,
+                                             "trace_contract"), origin.source))
+                continue
+            kept.append(record)
+        return kept, dead, violated
 
     def _unknown(self, pairs: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
-        """Dead letters for records whose release is still unknown."""
-        return [(rejected, source) for record, source in pairs
-                for rejected in ingest.check_releases([record], self.index.known_release)[1]]
+        """Dead letters (the bytes as received) for records whose release is still unknown."""
+        dead: list[tuple[Any, str]] = []
+        for record, source in pairs:
+            origin = self._held_origins.pop(id(record), None) or ingest.Origin(source, b"")
+            if self.index.known_release(record.task, record.release):
+                continue
+            original = origin.received() if origin.raw else ingest.original_bytes(record)
+            dead.append((ingest.Rejected(f"unknown release {record.task} v{record.release}",
+                                         original, origin.index, "unknown_release"), source))
+        return dead
 
     async def _emit(self, records: list[Any], dead: list[tuple[Any, str]],
-                    started: float) -> None:
-        for partial in self.attributor.process(records):
+                    started: float,
+                    violated: dict[tuple[str, int], int] | None = None) -> None:
+        partials = {p.scope: p for p in self.attributor.process(records)}
+        for (task, release), count in (violated or {}).items():
+            scope = task_scope(task)
+            partial = partials.get(scope) or partials.setdefault(scope, Partial(scope))
+            partial.violations[release] = partial.violations.get(release, 0) + count
+        for partial in partials.values():
             await self.partials.send(key=partial.scope.encode(), value=partial.encode())
         for rejected, source in dead:
             key, value, headers = ingest.dlq_record(rejected, source)
@@ -282,6 +359,13 @@ class GuardWorker:
                     ("relctl_dlq_reason", f"malformed guard partial: {exc}".encode())])
                 continue
             outcome = self.guard.handle(partial, time.time())
+            applied = self.guard.last
+            DUPLICATES.inc(applied.duplicates)
+            TOO_OLD.inc(applied.expired)
+            state = self.guard.scopes.get(partial.scope)
+            if state is not None and state.ledger is not None:
+                PENDING_PAIRS.labels(partial.scope.partition("|")[2]).set(
+                    state.ledger.pending_pairs)
             await self._publish(outcome)
 
     async def _publish(self, outcome: GuardOutcome) -> None:
@@ -311,7 +395,9 @@ class GuardWorker:
                 COHORT_WINDOW.labels(task, str(release), cohort, measure).set(value)
         if self.grace:  # no new traffic: still settle held evaluations
             ready, expired = self.grace.release(self.index.known_release, time.monotonic())
-            await self._emit(ready, self._unknown(expired), time.perf_counter())
+            dead = self._unknown(expired)
+            records, refused, violated = self._screen(self._released(ready), time.time())
+            await self._emit(records, dead + refused, time.perf_counter(), violated)
         consumer: Any = self.app.consumer
         for tp in consumer.assignment():
             if tp.topic != self.settings.topic("evaluations"):

@@ -41,6 +41,9 @@ RESEND_AFTER_SECONDS = 2.0
 NOT_APPLIED = {"rollback": ("Running", "Paused", "Frozen"), "freeze": ("Running", "Paused"),
                "pause": ("Running",)}
 MAX_REMEMBERED_DECISIONS = 10_000
+# A trace-contract alert resolves once its release has had no violation for this long.
+TRACE_RESOLVE_SECONDS = 300.0
+TRACE_RULE = "trace-contract"
 # A Signal alert resolves only after its rule has stayed clear this long (hysteresis).
 SIGNAL_RESOLVE_SECONDS = 60.0
 
@@ -179,8 +182,37 @@ class Guard:
             outcome.rollout_id = rollout.id
             self._guard(state, rollout, now, outcome)
         self._alerts(state, task, now, outcome)
+        self._trace_alerts(state, task, partial.violations, now, outcome)
         self.store.set(f"{state.scope}|meta", state.meta())
         return outcome
+
+    def _trace_alerts(self, state: ScopeState, task: str, violations: dict[int, int],
+                      now: float, outcome: GuardOutcome) -> None:
+        """Records contradicting their release's trace contract (stage 1 refused them): the
+        first fires the release's alert; it resolves after TRACE_RESOLVE_SECONDS without."""
+        for release, count in violations.items():
+            entry = state.trace.get(release)
+            if entry is None:
+                entry = state.trace[release] = {"fired_at": now, "last": now, "count": 0}
+                outcome.alerts.append(self._trace_alert("fired", task, release, entry, now))
+            entry["last"] = now
+            entry["count"] += count
+        for release, entry in list(state.trace.items()):
+            if now - entry["last"] >= TRACE_RESOLVE_SECONDS:
+                outcome.alerts.append(self._trace_alert("resolved", task, release, entry, now))
+                del state.trace[release]
+
+    @staticmethod
+    def _trace_alert(kind: str, task: str, release: int, entry: dict[str, float],
+                     now: float) -> dict[str, Any]:
+        return {
+            "kind": kind, "scope": f"release|{task}|{release}", "rule": TRACE_RULE,
+            "severity": "critical", "task": task, "release": release, "cohort": "all",
+            "summary": "evaluations contradict their release's trace contract (prompt, model, "
+                       "sampling or blueprint): a model changed under a stable alias?",
+            "at": _iso(now), "fired_at": _iso(entry["fired_at"]),
+            "evidence": {"violations": int(entry["count"]), "last_at": _iso(entry["last"])},
+        }
 
     def _arms(self, rollout: RolloutInfo) -> tuple[list[str], list[str]]:
         candidate = arm_key(rollout.candidate, "shadow" if rollout.shadow else "production")
