@@ -73,6 +73,10 @@ TRACE_VIOLATIONS = Counter(
     "relctl_guard_trace_violations_total",
     "Evaluations whose prompt, model, sampling parameters or blueprint contradict the release "
     "they claim (not counted as its evidence)", ["task", "release", "field"])
+WINDOW_EVALUATIONS = Gauge(
+    "relctl_guard_window_evaluations",
+    "Evaluations counted in the guard's live buckets (its retention), per task, release and "
+    "produced arm", ["task", "release", "arm"])
 # For the throughput benchmark only: count every delivery (a crash can then double-count).
 DEDUP_ENV = "RELCTL_BENCH_GUARD_DEDUP"
 STATE_CODE = {"Planned": 0, "Running": 1, "Paused": 2, "Frozen": 3, "RolledBack": 4,
@@ -364,8 +368,12 @@ class GuardWorker:
             TOO_OLD.inc(applied.expired)
             state = self.guard.scopes.get(partial.scope)
             if state is not None and state.ledger is not None:
-                PENDING_PAIRS.labels(partial.scope.partition("|")[2]).set(
-                    state.ledger.pending_pairs)
+                task = partial.scope.partition("|")[2]
+                PENDING_PAIRS.labels(task).set(state.ledger.pending_pairs)
+                for arm, buckets in state.buckets.items():
+                    release, _, produced = arm.partition("|")
+                    WINDOW_EVALUATIONS.labels(task, release, produced).set(
+                        sum(stats.count + stats.shadow_pairs for stats in buckets.values()))
             await self._publish(outcome)
 
     async def _publish(self, outcome: GuardOutcome) -> None:
