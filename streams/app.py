@@ -336,7 +336,8 @@ class GuardWorker:
             partial = partials.get(scope) or partials.setdefault(scope, Partial(scope))
             partial.violations[release] = partial.violations.get(release, 0) + count
         for partial in partials.values():
-            await self.partials.send(key=partial.scope.encode(), value=partial.encode())
+            for part in partial.split():
+                await self.partials.send(key=part.scope.encode(), value=part.encode())
         for rejected, source in dead:
             key, value, headers = ingest.dlq_record(rejected, source)
             await self.dlq.send(key=key, value=value, headers=headers)

@@ -25,6 +25,9 @@ from relctl.domain.metrics import WindowStats
 from relctl.streams.control_index import ControlIndex
 
 BUCKET_SECONDS = 5.0
+# Rows per partial message: a row is ~100 bytes on the wire, so a partial stays far below a
+# broker's default 1 MiB message limit however big stage 1's batch was.
+MAX_PARTIAL_ROWS = 2000
 # Per-tenant windows are for drill-down, not for guards: five-minute tumbling windows, the
 # last three kept, cost a fraction of the guards' five-second buckets.
 TENANT_BUCKET_SECONDS = 300.0
@@ -41,8 +44,8 @@ def task_scope(task: str) -> str:
     return f"task|{task}"
 
 
-__all__ = ["BUCKET_SECONDS", "PAIRS", "Attributor", "Partial", "arm_key", "bucket_of",
-           "task_scope"]
+__all__ = ["BUCKET_SECONDS", "MAX_PARTIAL_ROWS", "PAIRS", "Attributor", "Partial", "arm_key",
+           "bucket_of", "task_scope"]
 
 
 def arm_key(release: int, arm: str) -> str:
@@ -88,6 +91,29 @@ class Partial:
                 for row in rows:
                     stats.add(row)
         return result
+
+    def split(self, max_rows: int = MAX_PARTIAL_ROWS) -> list["Partial"]:
+        """This partial as messages of at most ``max_rows`` rows each (the first carries the
+        pre-folded stats and the violations; each carries the watermark)."""
+        total = sum(len(rows) for buckets in self.rows.values() for rows in buckets.values())
+        if total <= max_rows:
+            return [self]
+        parts = [Partial(self.scope, arms=self.arms, watermark=self.watermark,
+                         violations=self.violations)]
+        room = max_rows
+        for arm, buckets in self.rows.items():
+            for bucket, rows in buckets.items():
+                start = 0
+                while start < len(rows):
+                    if room == 0:
+                        parts.append(Partial(self.scope, watermark=self.watermark))
+                        room = max_rows
+                    chunk = rows[start:start + room]
+                    parts[-1].rows.setdefault(arm, {}).setdefault(bucket, []).extend(chunk)
+                    parts[-1].evaluations += len(chunk)
+                    start += len(chunk)
+                    room -= len(chunk)
+        return parts
 
     def encode(self) -> bytes:
         return orjson.dumps({

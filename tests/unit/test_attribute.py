@@ -388,3 +388,22 @@ def test_cohort_totals_sum_tenant_windows_per_task_release_and_cohort() -> None:
     assert totals[(TASK, 1, "internal")]["llm_error"] == 2
     assert totals[(TASK, 1, "general")] == {**dict.fromkeys(totals[(TASK, 1, "general")], 0),
                                             "count": 1}
+
+
+def test_a_big_partial_is_sent_in_bounded_messages(control: Control) -> None:
+    attributor = Attributor(control.index)
+    batch = [record(T0 + i % 12, call_id=f"c{i}", release=1 + i % 2) for i in range(25)]
+    [whole] = attributor.process(batch, now=T0 + 20)
+    whole.violations = {2: 3}
+    parts = whole.split(max_rows=4)
+    assert len(parts) == 7
+    assert all(sum(len(r) for b in p.rows.values() for r in b.values()) <= 4 for p in parts)
+    assert sum(p.evaluations for p in parts) == 25
+    assert [p.violations for p in parts] == [{2: 3}] + [{}] * 6
+    assert {p.watermark for p in parts} == {whole.watermark}
+    merged: dict[tuple[str, int], int] = {}
+    for part in parts:
+        for key, count in counts(Partial.decode(part.encode())).items():
+            merged[key] = merged.get(key, 0) + count
+    assert merged == counts(whole)
+    assert whole.split(max_rows=25) == [whole]
