@@ -24,8 +24,9 @@ aggregate) because only rows can be filtered one by one.
 
 Entries are written once and never updated, so a write costs the size of the partial, not of
 the bucket. Small entries of one bucket are merged into bigger ones as they accumulate (four
-of one size class into one of the next, so each identity is rewritten O(log n) times): the
-merged entry is written under the key of the smallest of them, then the others are deleted.
+of one size class into one of the next, so each identity is rewritten a few times at most,
+and no entry grows past ~4,000 rows, i.e. ~250 kB, whatever the traffic): the merged entry
+is written under the key of the smallest of them, then the others are deleted.
 Entries therefore form a laminar family (any two are disjoint, or one contains the other), and
 each is named by its smallest identity; loading takes entries largest first and skips one whose
 name is already a loaded identity, which is exactly an entry left behind by a merge that a crash
@@ -51,6 +52,9 @@ from relctl.domain.metrics import WindowStats
 
 PAIRS = "pairs"
 FANOUT = 4
+# Entries this big are not merged further, so none exceeds FANOUT times this many rows (about
+# 60 bytes each: an identity and, for scored runs, a pairing half), far below a broker's 1 MiB.
+MERGE_BELOW_ROWS = 1024
 _MASK = (1 << 64) - 1
 
 
@@ -286,6 +290,8 @@ class Ledger:
             for ref, rows in entries.items():
                 if self.dedup and ref not in self._keys:
                     continue  # pre-folded stats: no identity names what a merge absorbed
+                if rows >= MERGE_BELOW_ROWS:
+                    continue  # big enough: merging it would only rewrite it again
                 levels.setdefault(_level(rows), []).append(ref)
             full = next((refs for refs in levels.values() if len(refs) >= FANOUT), None)
             if full is None:

@@ -312,3 +312,16 @@ def test_replaying_every_partial_changes_nothing(times: int) -> None:
         for partial in partials:
             assert ledger.apply(partial, horizon=0).counted == 0
     assert fingerprint(ledger) == expected
+
+
+def test_entries_stay_small_however_big_the_bucket() -> None:
+    from relctl.domain.ledger import FANOUT, MERGE_BELOW_ROWS
+
+    store = Store()
+    ledger = Ledger(SCOPE, store, BUCKET)
+    for start in range(0, 6000, 100):
+        ledger.apply(cells([("1|production", T0, row(i, score=50.0))
+                            for i in range(start, start + 100)]), horizon=0)
+    assert ledger.buckets["1|production"][T0].count == 6000
+    assert max(len(value) for value in store.values()) < 400_000
+    assert ledger.entry_count() <= 6000 // MERGE_BELOW_ROWS + FANOUT * 4
