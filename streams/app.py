@@ -292,9 +292,12 @@ class GuardWorker:
         kept: list[Any] = []
         dead: list[tuple[Any, str]] = []
         violated: dict[tuple[str, int], int] = {}
+        retentions: dict[str, float] = {}
         for record, origin in accepted:
             occurred = record.occurred_at.timestamp()
-            retention = self.guard.retention(record.task)
+            retention = retentions.get(record.task)
+            if retention is None:
+                retention = retentions[record.task] = self.guard.retention(record.task)
             problem = time_problem(occurred, now, retention)
             if problem is not None:
                 dead.append((ingest.Rejected(explain(problem, occurred, now, retention),

@@ -69,6 +69,8 @@ class Partial:
     evaluations: int = 0
     rows: dict[str, dict[int, list[Evidence]]] = field(default_factory=dict)
     violations: dict[int, int] = field(default_factory=dict)
+    # False on all but the last message of a split partial: stage 2 judges once per batch.
+    final: bool = True
 
     def stats(self, arm: str, bucket: int) -> WindowStats:
         buckets = self.arms.setdefault(arm, {})
@@ -94,7 +96,8 @@ class Partial:
 
     def split(self, max_rows: int = MAX_PARTIAL_ROWS) -> list["Partial"]:
         """This partial as messages of at most ``max_rows`` rows each (the first carries the
-        pre-folded stats and the violations; each carries the watermark)."""
+        pre-folded stats and the violations; each carries the watermark; only the last is
+        ``final``, so the guard judges the batch once, after all of it is counted)."""
         total = sum(len(rows) for buckets in self.rows.values() for rows in buckets.values())
         if total <= max_rows:
             return [self]
@@ -106,6 +109,7 @@ class Partial:
                 start = 0
                 while start < len(rows):
                     if room == 0:
+                        parts[-1].final = False
                         parts.append(Partial(self.scope, watermark=self.watermark))
                         room = max_rows
                     chunk = rows[start:start + room]
@@ -123,6 +127,7 @@ class Partial:
             "rows": {arm: {str(b): [row.encode() for row in rows] for b, rows in buckets.items()}
                      for arm, buckets in self.rows.items()},
             "violations": {str(release): n for release, n in self.violations.items()},
+            "final": self.final,
         })
 
     @classmethod
@@ -138,6 +143,7 @@ class Partial:
             partial.rows[arm] = {int(b): [Evidence.decode(name, row) for row in rows]
                                  for b, rows in buckets.items()}
         partial.violations = {int(r): int(n) for r, n in data.get("violations", {}).items()}
+        partial.final = bool(data.get("final", True))
         return partial
 
 

@@ -177,6 +177,8 @@ class Guard:
         self._merge(state, partial, now - self.retention(task))
         state.watermark = max(state.watermark, partial.watermark)
         outcome = GuardOutcome()
+        if not partial.final:
+            return outcome  # more of the same batch follows: judge once it is all counted
         rollout = self.index.guarded_rollout(task)
         if rollout is not None:
             outcome.rollout_id = rollout.id

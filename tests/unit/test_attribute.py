@@ -400,6 +400,8 @@ def test_a_big_partial_is_sent_in_bounded_messages(control: Control) -> None:
     assert all(sum(len(r) for b in p.rows.values() for r in b.values()) <= 4 for p in parts)
     assert sum(p.evaluations for p in parts) == 25
     assert [p.violations for p in parts] == [{2: 3}] + [{}] * 6
+    assert [p.final for p in parts] == [False] * 6 + [True]
+    assert Partial.decode(parts[0].encode()).final is False
     assert {p.watermark for p in parts} == {whole.watermark}
     merged: dict[tuple[str, int], int] = {}
     for part in parts:
