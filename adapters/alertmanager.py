@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import httpx
+from relctl.domain.alerts import AlertKind
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def to_alertmanager(alert: dict[str, Any]) -> dict[str, Any]:
                         "evidence": str(alert.get("evidence"))},
         "startsAt": alert.get("fired_at") or alert.get("at"),
     }
-    if alert.get("kind") == "resolved":
+    if alert.get("kind") == AlertKind.RESOLVED:
         body["endsAt"] = alert.get("at")
     return body
 

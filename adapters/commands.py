@@ -12,34 +12,32 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter
-from relctl.adapters.cloudevents import binary_headers
+from relctl.adapters.cloudevents import dead_letter, decision_record
 from relctl.adapters.config import Settings
 from relctl.adapters.kafka import make_producer
 from relctl.application.service import ControlPlane
 from relctl.domain import errors
-from relctl.domain.guards import GUARD_ACTOR
+from relctl.domain.guards import GUARD_ACTOR, DecisionAction
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = ("rollback", "freeze", "pause")
+# The actions a command may carry: every decision but ``alert`` (which only alerts).
+ACTIONS = (DecisionAction.ROLLBACK, DecisionAction.FREEZE, DecisionAction.PAUSE)
+_ACTION_VALUES = tuple(action.value for action in ACTIONS)
 EXECUTED = Counter("relctl_automatic_commands_total", "Automatic decisions handled",
                    ["action", "result"])
 
 
 def command_record(command: dict[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of a decision on ``relctl.commands``."""
-    headers = binary_headers(
-        id=command["decision_id"], source="urn:relctl:guard",
-        type=f"io.relctl.command.{command['action']}.v1", subject=command["rollout_id"],
-        time=datetime.now(UTC).isoformat())
-    return command["rollout_id"].encode(), orjson.dumps(command), headers
+    """(key, value, headers) of a decision on ``relctl.commands`` (see
+    :func:`relctl.adapters.cloudevents.decision_record`)."""
+    return decision_record(command)
 
 
 def parse_command(value: bytes) -> dict[str, Any]:
@@ -50,8 +48,8 @@ def parse_command(value: bytes) -> dict[str, Any]:
         raise errors.ValidationError(f"command is not valid JSON: {exc}") from None
     if not isinstance(command, dict):
         raise errors.ValidationError("command must be a JSON object")
-    if command.get("action") not in ACTIONS:
-        raise errors.ValidationError(f"action must be one of {ACTIONS}")
+    if command.get("action") not in _ACTION_VALUES:
+        raise errors.ValidationError(f"action must be one of {_ACTION_VALUES}")
     try:
         UUID(str(command.get("rollout_id")))
     except ValueError:
@@ -69,8 +67,8 @@ def execute(app: ControlPlane, command: dict[str, Any]) -> dict[str, Any]:
     rollout_id = UUID(command["rollout_id"])
     reason = f"automatic: {command['reason']}"
     evidence = command.get("evidence")
-    method = {"rollback": app.roll_back, "freeze": app.freeze_rollout,
-              "pause": app.pause_rollout}[command["action"]]
+    method = {DecisionAction.ROLLBACK: app.roll_back, DecisionAction.FREEZE: app.freeze_rollout,
+              DecisionAction.PAUSE: app.pause_rollout}[DecisionAction(command["action"])]
     return dict(method(rollout_id, GUARD_ACTOR, reason, evidence=evidence))
 
 
@@ -83,9 +81,9 @@ class CommandConsumer:
         self.on_change = on_change
 
     async def _dead_letter(self, producer: Any, value: bytes, reason: str) -> None:
-        await producer.send_and_wait(self.settings.topic("dlq"), value=value, headers=[
-            ("relctl_dlq_reason", reason.encode()[:1000]),
-            ("relctl_dlq_source", self.settings.topic("commands").encode())])
+        key, value, headers = dead_letter(value, reason, self.settings.topic("commands"))
+        await producer.send_and_wait(self.settings.topic("dlq"), key=key, value=value,
+                                     headers=headers)
 
     async def handle(self, producer: Any, value: bytes) -> None:
         try:

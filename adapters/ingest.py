@@ -17,14 +17,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import Counter
 from pydantic import TypeAdapter
 from pydantic import ValidationError as SchemaError
-from relctl.adapters.cloudevents import SPEC_VERSION, binary_headers
+from relctl.adapters.cloudevents import (
+    SPEC_VERSION,
+    binary_headers,
+    dead_letter,
+)
 from relctl.domain.evaluation import (
     EVALUATION_SCHEMA_ID,
     EVALUATION_TYPE,
@@ -42,10 +45,6 @@ STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 REASON_KINDS = ("json", "schema", "oversize", "unauthorized", "unknown_release", "type",
                 "stale", "future", "trace_contract")
-MAX_REASON_CHARS = 1000
-# The DLQ keeps the original bytes, but a record must still fit a broker's default message size
-# (1 MiB); only an oversize body is ever longer, and its first 512 KiB identify it well enough.
-MAX_DLQ_VALUE_BYTES = 512 * 1024
 MAX_LISTED_ERRORS = 8
 
 ACCEPTED = Counter("relctl_evaluations_accepted_total",
@@ -469,20 +468,9 @@ def batch_to_kafka(records: Sequence[EvaluationRecord]) -> KafkaRecord:
 
 
 def dlq_record(rejected: Rejected, source: str) -> KafkaRecord:
-    """(key, value, headers) for ``relctl.dlq``: the original bytes, and why they were refused."""
-    value = rejected.original
-    headers = [
-        ("relctl_dlq_reason", rejected.reason[:MAX_REASON_CHARS].encode("utf-8", "replace")),
-        ("relctl_dlq_source", source.encode("utf-8", "replace")),
-        ("relctl_dlq_time", datetime.now(UTC).isoformat().encode()),
-        ("relctl_dlq_kind", rejected.kind.encode()),
-    ]
-    if rejected.index is not None:
-        headers.append(("relctl_dlq_index", str(rejected.index).encode()))
-    if len(value) > MAX_DLQ_VALUE_BYTES:
-        headers.append(("relctl_dlq_original_bytes", str(len(value)).encode()))
-        value = value[:MAX_DLQ_VALUE_BYTES]
-    return None, value, headers
+    """(key, value, headers) for ``relctl.dlq``: the original bytes, and why they were refused
+    (:func:`relctl.adapters.cloudevents.dead_letter`)."""
+    return dead_letter(rejected.original, rejected.reason, source, rejected.kind, rejected.index)
 
 
 # ---- metrics --------------------------------------------------------------------------------

@@ -11,11 +11,24 @@ compare the current window with the one before it (a drop or a spike).
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+from pydantic import BaseModel, ConfigDict, Field
+from relctl.domain.decisions import Decision
 from relctl.domain.guard_eval import COMPARE
+from relctl.domain.guards import Comparator, DecisionAction
 from relctl.domain.metrics import WindowStats, metric_value
+
+
+class AlertKind(StrEnum):
+    """What an alert on ``relctl.alerts`` says: a rule fired, resolved, or the guard decided."""
+
+    FIRED = "fired"
+    RESOLVED = "resolved"
+    DECISION = "decision"
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ class AlertState:
 class AlertTransition:
     """``fired`` or ``resolved``, with the evidence that caused it."""
 
-    kind: str
+    kind: AlertKind
     rule: AlertRule
     value: float | None
     samples: int
@@ -102,7 +115,7 @@ def measure(rule: AlertRule, current: WindowStats,
 def _clear(rule: AlertRule, value: float) -> bool:
     """On the safe side of the threshold by the hysteresis margin."""
     margin = abs(rule.threshold) * rule.hysteresis
-    if rule.comparator in (">", ">="):
+    if rule.comparator in (Comparator.GT, Comparator.GE):
         return value < rule.threshold - margin
     return value > rule.threshold + margin
 
@@ -119,7 +132,7 @@ def step(
         if quiet or (enough and not breached and _clear(rule, value)):  # type: ignore[arg-type]
             clear_since = state.clear_since if state.clear_since is not None else now
             if now - clear_since >= rule.resolve_seconds:
-                resolved = AlertTransition("resolved", rule, value, samples, now,
+                resolved = AlertTransition(AlertKind.RESOLVED, rule, value, samples, now,
                                            state.fired_at or now)
                 return AlertState(), resolved
             return replace(state, clear_since=clear_since), None
@@ -128,6 +141,66 @@ def step(
         return AlertState(), None
     since = state.since if state.since is not None else now
     if now - since >= rule.for_seconds:
-        fired = AlertTransition("fired", rule, value, samples, now, now)
+        fired = AlertTransition(AlertKind.FIRED, rule, value, samples, now, now)
         return AlertState(status="firing", since=since, fired_at=now), fired
     return AlertState(status="pending", since=since), None
+
+
+def iso(epoch: float | None) -> str | None:
+    """An epoch as the ISO-8601 UTC string alerts and evidence carry (None stays None)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch is not None else None
+
+
+class Alert(BaseModel):
+    """One record on ``relctl.alerts``.
+
+    Three shapes share the model, told apart by ``kind`` and ``scope``: a platform alert
+    (``release|<task>|<release>``, fired or resolved), a Signal guard alert
+    (``rollout|<id>``, fired or resolved), and a decision (the guard's command, with the
+    task scope). Only the fields a shape sets are published (``wire()``), so each shape's JSON
+    keys are exactly what they have always been.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: AlertKind
+    scope: str
+    rule: str | None = None
+    severity: str | None = None
+    summary: str | None = None
+    task: str | None = None
+    release: int | None = None
+    baseline: int | None = None
+    cohort: int | float | str | None = None  # a percentage step, a cohort, or "all"
+    at: str | None = None
+    fired_at: str | None = None
+    # A decision alert carries the decision's own fields.
+    rollout_id: str | None = None
+    action: DecisionAction | None = None
+    decision_id: str | None = None
+    actor: str | None = None
+    reason: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON object published on ``relctl.alerts`` (and sent to Alertmanager)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    @classmethod
+    def platform(cls, transition: AlertTransition, task: str, release: int) -> Self:
+        """A platform alert rule of one release fired or resolved."""
+        rule = transition.rule
+        return cls(
+            kind=transition.kind, scope=f"release|{task}|{release}", rule=rule.name,
+            severity=rule.severity, summary=rule.summary, task=task, release=release,
+            cohort="all", at=iso(transition.at), fired_at=iso(transition.fired_at),
+            evidence={"metric": rule.metric, "value": transition.value,
+                      "samples": transition.samples, "comparator": rule.comparator,
+                      "threshold": rule.threshold, "window_seconds": rule.window_seconds,
+                      "relative": rule.relative},
+        )
+
+    @classmethod
+    def of_decision(cls, scope: str, decision: Decision) -> Self:
+        """The alert that announces an automatic decision."""
+        return cls(kind=AlertKind.DECISION, scope=scope, **decision.wire())

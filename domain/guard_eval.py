@@ -16,17 +16,32 @@ Every rule evaluation has an explicit outcome:
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
-from relctl.domain.guards import GATE_ACTIONS
+from relctl.domain.guards import GATE_ACTIONS, Comparator, DecisionAction, GateClass
 from relctl.domain.metrics import WindowStats, metric_value
 
-OUTCOMES = ("Pending", "Passed", "Failed", "Inconclusive", "Error")
+
+class GuardOutcome(StrEnum):
+    """The outcome of one rule evaluation (see the module docstring)."""
+
+    PENDING = "Pending"
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+    ERROR = "Error"
+
+
+OUTCOMES: tuple[GuardOutcome, ...] = tuple(GuardOutcome)
 COMPARE: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    Comparator.GT: operator.gt, Comparator.GE: operator.ge, Comparator.LT: operator.lt,
+    Comparator.LE: operator.le,
 }
 # When several rules fail at once, the strongest action is taken (a rollback supersedes a freeze).
-ACTION_STRENGTH = {"alert": 0, "pause": 1, "freeze": 2, "rollback": 3}
+ACTION_STRENGTH = {action: strength for strength, action in enumerate(DecisionAction)}
+# Outcomes that count as "the breach is over".
+CLEAR_OUTCOMES = frozenset({GuardOutcome.PASSED, GuardOutcome.INCONCLUSIVE})
 
 
 @dataclass(frozen=True)
@@ -35,9 +50,9 @@ class RuleState:
 
     breach_since: float | None = None
     decided: bool = False
-    outcome: str = "Inconclusive"
+    outcome: GuardOutcome = GuardOutcome.INCONCLUSIVE
     decision_id: str | None = None
-    action: str | None = None
+    action: DecisionAction | None = None
     decided_at: float | None = None
     applied: bool = False
     rollout_id: str | None = None
@@ -51,22 +66,26 @@ class RuleState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> "RuleState":
-        return cls(**data) if data else cls()
+        if not data:
+            return cls()
+        action = data.get("action")
+        return cls(**{**data, "outcome": GuardOutcome(data.get("outcome", "Inconclusive")),
+                      "action": DecisionAction(action) if action is not None else None})
 
 
 @dataclass(frozen=True)
 class Verdict:
     rule: str
-    outcome: str
+    outcome: GuardOutcome
     value: float | None
     samples: int
     threshold: float
-    comparator: str
+    comparator: Comparator
     metric: str
-    gate_class: str
+    gate_class: GateClass
     window_seconds: float
     breach_since: float | None
-    action: str | None = None
+    action: DecisionAction | None = None
     message: str = ""
 
     def evidence(self) -> dict[str, Any]:
@@ -85,39 +104,45 @@ def evaluate_rule(
     """Evaluate one rule over the candidate's window; return the verdict and the new state."""
     common = {
         "rule": rule["name"], "threshold": float(rule["threshold"]),
-        "comparator": rule["comparator"], "metric": rule["metric"],
-        "gate_class": rule["gate_class"], "window_seconds": float(rule["window_seconds"]),
+        "comparator": Comparator(rule["comparator"]), "metric": rule["metric"],
+        "gate_class": GateClass(rule["gate_class"]),
+        "window_seconds": float(rule["window_seconds"]),
     }
     try:
         value, samples = metric_value(rule["metric"], candidate, baseline,
                                       float(rule["window_seconds"]))
     except Exception as exc:  # a broken metric must be visible, and must not act
-        verdict = Verdict(outcome="Error", value=None, samples=0, breach_since=None,
+        verdict = Verdict(outcome=GuardOutcome.ERROR, value=None, samples=0, breach_since=None,
                           message=f"metric failed: {exc}", **common)
-        return verdict, replace(state, breach_since=None, outcome="Error")
+        return verdict, replace(state, breach_since=None, outcome=GuardOutcome.ERROR)
     if value is None or samples < int(rule["min_samples"]):
-        verdict = Verdict(outcome="Inconclusive", value=value, samples=samples, breach_since=None,
+        verdict = Verdict(outcome=GuardOutcome.INCONCLUSIVE, value=value, samples=samples,
+                          breach_since=None,
                           message=f"{samples} samples, {rule['min_samples']} needed", **common)
-        return verdict, replace(state, breach_since=None, outcome="Inconclusive")
+        return verdict, replace(state, breach_since=None, outcome=GuardOutcome.INCONCLUSIVE)
     if not COMPARE[rule["comparator"]](value, float(rule["threshold"])):
-        verdict = Verdict(outcome="Passed", value=value, samples=samples, breach_since=None,
+        verdict = Verdict(outcome=GuardOutcome.PASSED, value=value, samples=samples,
+                          breach_since=None,
                           **common)
-        return verdict, replace(state, breach_since=None, outcome="Passed")
+        return verdict, replace(state, breach_since=None, outcome=GuardOutcome.PASSED)
     since = state.breach_since if state.breach_since is not None else now
     if now - since < float(rule["for_seconds"]):
-        verdict = Verdict(outcome="Pending", value=value, samples=samples, breach_since=since,
+        verdict = Verdict(outcome=GuardOutcome.PENDING, value=value, samples=samples,
+                          breach_since=since,
                           message=f"breached for {now - since:.1f}s of {rule['for_seconds']}s",
                           **common)
-        return verdict, replace(state, breach_since=since, outcome="Pending")
-    action = None if state.decided else GATE_ACTIONS[rule["gate_class"]]
-    verdict = Verdict(outcome="Failed", value=value, samples=samples, breach_since=since,
+        return verdict, replace(state, breach_since=since, outcome=GuardOutcome.PENDING)
+    action = None if state.decided else GATE_ACTIONS[GateClass(rule["gate_class"])]
+    verdict = Verdict(outcome=GuardOutcome.FAILED, value=value, samples=samples, breach_since=since,
                       action=action, message=f"{rule['metric']} {value:.4g} "
                       f"{rule['comparator']} {rule['threshold']:g} for {now - since:.1f}s",
                       **common)
-    return verdict, replace(state, breach_since=since, decided=True, outcome="Failed")
+    return verdict, replace(state, breach_since=since, decided=True, outcome=GuardOutcome.FAILED)
 
 
 def strongest_action(verdicts: list[Verdict]) -> Verdict | None:
     """The newly failed verdict whose action is strongest, or None."""
     acting = [v for v in verdicts if v.action is not None]
-    return max(acting, key=lambda v: ACTION_STRENGTH[v.action or "alert"]) if acting else None
+    if not acting:
+        return None
+    return max(acting, key=lambda v: ACTION_STRENGTH[v.action or DecisionAction.ALERT])

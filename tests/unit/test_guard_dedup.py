@@ -64,10 +64,10 @@ def test_trace_violations_fire_the_release_alert_once_and_resolve_later() -> Non
     again = guard.handle(Partial(SCOPE, violations={2: 1}), T0 + 10)
     quiet = guard.handle(Partial(SCOPE), T0 + 10 + TRACE_RESOLVE_SECONDS - 1)
     resolved = guard.handle(Partial(SCOPE), T0 + 10 + TRACE_RESOLVE_SECONDS)
-    fired = [a for a in first.alerts if a["rule"] == TRACE_RULE]
+    fired = [a.wire() for a in first.alerts if a.rule == TRACE_RULE]
     assert [a["kind"] for a in fired] == ["fired"]
     assert (fired[0]["scope"], fired[0]["release"]) == ("release|csat|2", 2)
-    assert not [a for a in again.alerts + quiet.alerts if a["rule"] == TRACE_RULE]
-    [done] = [a for a in resolved.alerts if a["rule"] == TRACE_RULE]
+    assert not [a for a in again.alerts + quiet.alerts if a.rule == TRACE_RULE]
+    [done] = [a.wire() for a in resolved.alerts if a.rule == TRACE_RULE]
     assert done["kind"] == "resolved" and done["evidence"]["violations"] == 4
     assert control.index.trace("csat", 2) is not None

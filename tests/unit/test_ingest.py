@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
+from relctl.adapters.cloudevents import MAX_DLQ_VALUE_BYTES
 from relctl.adapters.ingest import (
     BATCH,
-    MAX_DLQ_VALUE_BYTES,
     STRUCTURED,
     Decoded,
     Rejected,

@@ -1,0 +1,265 @@
+"""The worker's two agents and its housekeeping timer.
+
+Stage 1 (``attribute``) decodes producers' evaluations, attributes them to rollout arms and
+sends per-scope partial aggregates; what cannot be attributed goes to the dead-letter topic
+(after a short grace for releases the control index does not know yet). Stage 2 (``guard``)
+merges partials into the guard state and publishes the decisions and alerts it yields.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from relctl.adapters import ingest
+from relctl.adapters.alertmanager import AlertmanagerSender
+from relctl.adapters.cloudevents import alert_record, dead_letter
+from relctl.adapters.commands import command_record
+from relctl.domain.alerts import AlertKind
+from relctl.domain.timeliness import explain, time_problem
+from relctl.domain.trace_contract import describe, violations
+from relctl.streams.attribute import Attributor, Partial, task_scope
+from relctl.streams.control_index import ControlIndex
+from relctl.streams.grace import Grace
+from relctl.streams.guard import Guard, GuardResult
+from relctl.streams.metrics import (
+    ALERTS,
+    BATCH_SECONDS,
+    COHORT_WINDOW,
+    CONSUMER_LAG,
+    DECISIONS,
+    DUPLICATES,
+    EVENT_AGE,
+    GUARD_OUTCOME,
+    HELD,
+    OUTCOME_CODE,
+    PENDING_PAIRS,
+    PROCESSED,
+    REJECTED,
+    TENANT_WINDOWS,
+    TOO_OLD,
+    TRACE_VIOLATIONS,
+    WINDOW_EVALUATIONS,
+)
+from relctl.streams.topics import WorkerTopics
+
+logger = logging.getLogger(__name__)
+
+
+def _headers(raw: Any) -> dict[str, bytes]:
+    if isinstance(raw, Mapping):
+        return {str(k): v for k, v in raw.items()}
+    return {str(k): v for k, v in (raw or ())}
+
+
+class AttributeAgent:
+    """Stage 1: evaluations in, evidence rows per task (and dead letters) out.
+
+    A record becomes evidence only if its release is known (after a short grace), it is
+    dated inside the guard's retention and not beyond the clock-skew allowance, and it honours
+    its release's trace contract; everything else goes to the DLQ with its reason and the
+    bytes as received."""
+
+    def __init__(self, index: ControlIndex, topics: WorkerTopics, ready: asyncio.Event,
+                 grace: Grace, batch_max: int, batch_within: float,
+                 retention: Callable[[str], float]) -> None:
+        self.index = index
+        self.attributor = Attributor(index)
+        self.topics = topics
+        self.ready = ready
+        self.grace = grace
+        self.batch_max = batch_max
+        self.batch_within = batch_within
+        self.retention = retention
+        self._held_origins: dict[int, ingest.Origin] = {}
+
+    async def run(self, stream: Any) -> None:
+        await self.ready.wait()
+        async for events in stream.take_events(self.batch_max, within=self.batch_within):
+            started = time.perf_counter()
+            accepted: list[tuple[Any, ingest.Origin]] = []
+            dead: list[tuple[Any, str]] = []
+            now = time.monotonic()
+            for event in events:
+                message = event.message
+                decoded = ingest.decode(message.value or b"", _headers(message.headers))
+                source = f"kafka:{message.topic}/{message.partition}@{message.offset}"
+                dead += [(r, source) for r in decoded.rejected]
+                for record, origin in zip(decoded.records, decoded.origins(source),
+                                          strict=True):
+                    if self.index.known_release(record.task, record.release):
+                        accepted.append((record, origin))
+                    else:
+                        dead += self._unknown(self._hold(record, origin, now))
+            if self.grace:
+                ready, expired = self.grace.release(self.index.known_release, now)
+                accepted += self._released(ready)
+                dead += self._unknown(expired)
+            records, refused, violated = self.screen(accepted, time.time())
+            await self.emit(records, dead + refused, started, violated)
+
+    def _hold(self, record: Any, origin: ingest.Origin, now: float) -> list[tuple[Any, str]]:
+        """Hold a record of a release the index does not know yet (its origin kept beside it,
+        so a dead letter carries the bytes as received); returns what overflowed."""
+        self._held_origins[id(record)] = origin
+        return self.grace.hold(record, origin.source, now)
+
+    def _released(self, ready: list[Any]) -> list[tuple[Any, ingest.Origin]]:
+        return [(record, self._held_origins.pop(id(record))) for record in ready]
+
+    def screen(self, accepted: list[tuple[Any, ingest.Origin]], now: float) -> tuple[
+            list[Any], list[tuple[Any, str]], dict[tuple[str, int], int]]:
+        """Keep what can be evidence for its release; the rest as dead letters, and the
+        trace-contract violations per (task, release) for stage 2's alert."""
+        kept: list[Any] = []
+        dead: list[tuple[Any, str]] = []
+        violated: dict[tuple[str, int], int] = {}
+        retentions: dict[str, float] = {}
+        for record, origin in accepted:
+            occurred = record.occurred_at.timestamp()
+            retention = retentions.get(record.task)
+            if retention is None:
+                retention = retentions[record.task] = self.retention(record.task)
+            problem = time_problem(occurred, now, retention)
+            if problem is not None:
+                dead.append((ingest.Rejected(explain(problem, occurred, now, retention),
+                                             origin.received(), origin.index, problem.value),
+                             origin.source))
+                continue
+            trace = self.index.trace(record.task, record.release)
+            fields = violations(record, trace) if trace is not None else ()
+            if trace is not None and fields:
+                for name in fields:
+                    TRACE_VIOLATIONS.labels(record.task, str(record.release), name).inc()
+                key = (record.task, record.release)
+                violated[key] = violated.get(key, 0) + 1
+                dead.append((ingest.Rejected(describe(record, trace, fields),
+                                             origin.received(), origin.index,
+                                             "trace_contract"), origin.source))
+                continue
+            kept.append(record)
+        return kept, dead, violated
+
+    def _unknown(self, pairs: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
+        """Dead letters (the bytes as received) for records whose release is still unknown."""
+        dead: list[tuple[Any, str]] = []
+        for record, source in pairs:
+            origin = self._held_origins.pop(id(record), None) or ingest.Origin(source, b"")
+            if self.index.known_release(record.task, record.release):
+                continue
+            original = origin.received() if origin.raw else ingest.original_bytes(record)
+            dead.append((ingest.Rejected(f"unknown release {record.task} v{record.release}",
+                                         original, origin.index, "unknown_release"), source))
+        return dead
+
+    async def emit(self, records: list[Any], dead: list[tuple[Any, str]], started: float,
+                   violated: dict[tuple[str, int], int] | None = None) -> None:
+        partials = {p.scope: p for p in self.attributor.process(records)}
+        for (task, release), count in (violated or {}).items():
+            scope = task_scope(task)
+            partial = partials.get(scope) or partials.setdefault(scope, Partial(scope))
+            partial.violations[release] = partial.violations.get(release, 0) + count
+        for partial in partials.values():
+            for part in partial.split():
+                await self.topics.partials.send(key=part.scope.encode(), value=part.encode())
+        for rejected, source in dead:
+            key, value, headers = ingest.dlq_record(rejected, source)
+            await self.topics.dlq.send(key=key, value=value, headers=headers)
+        if dead:
+            ingest.count_rejected([r for r, _ in dead], "worker")
+            REJECTED.inc(len(dead))
+        if records:
+            ingest.count_accepted(len(records), "worker")
+            PROCESSED.inc(len(records))
+            EVENT_AGE.set(max(0.0, time.time() - max(
+                r.occurred_at.timestamp() for r in records)))
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        HELD.set(len(self.grace))
+
+    async def housekeeping(self) -> None:
+        """Expire tenant windows, refresh the cohort gauges, settle held evaluations."""
+        TENANT_WINDOWS.set(self.attributor.expire(time.time()))
+        COHORT_WINDOW.clear()  # series of windows that expired must disappear
+        for (task, release, cohort), measures in self.attributor.cohort_totals().items():
+            for measure, value in measures.items():
+                COHORT_WINDOW.labels(task, str(release), cohort, measure).set(value)
+        if self.grace:  # no new traffic: still settle held evaluations
+            ready, expired = self.grace.release(self.index.known_release, time.monotonic())
+            dead = self._unknown(expired)
+            records, refused, violated = self.screen(self._released(ready), time.time())
+            await self.emit(records, dead + refused, time.perf_counter(), violated)
+
+
+class GuardAgent:
+    """Stage 2: partials in, decisions (relctl.commands) and alerts (relctl.alerts) out."""
+
+    def __init__(self, guard: Guard, topics: WorkerTopics, ready: asyncio.Event,
+                 alertmanager: AlertmanagerSender | None) -> None:
+        self.guard = guard
+        self.topics = topics
+        self.ready = ready
+        self.alertmanager = alertmanager
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def run(self, stream: Any) -> None:
+        await self.ready.wait()
+        async for event in stream.events():
+            try:
+                partial = Partial.decode(event.value)
+            except (ValueError, KeyError, TypeError) as exc:
+                message = event.message
+                _, value, headers = dead_letter(
+                    event.value, f"malformed guard partial: {exc}",
+                    f"kafka:{message.topic}/{message.partition}@{message.offset}")
+                await self.topics.dlq.send(key=event.key, value=value, headers=headers)
+                continue
+            outcome = self.guard.handle(partial, time.time())
+            self._count(partial.scope)
+            await self.publish(outcome)
+
+    def _count(self, scope: str) -> None:
+        """Duplicates skipped, rows too old, and what the scope's windows now hold."""
+        applied = self.guard.last
+        DUPLICATES.inc(applied.duplicates)
+        TOO_OLD.inc(applied.expired)
+        state = self.guard.scopes.get(scope)
+        if state is None or state.ledger is None:
+            return
+        task = scope.partition("|")[2]
+        PENDING_PAIRS.labels(task).set(state.ledger.pending_pairs)
+        for arm, buckets in state.buckets.items():
+            release, _, produced = arm.partition("|")
+            WINDOW_EVALUATIONS.labels(task, release, produced).set(
+                sum(stats.count + stats.shadow_pairs for stats in buckets.values()))
+
+    async def publish(self, outcome: GuardResult) -> None:
+        for verdict in outcome.verdicts:
+            GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
+                OUTCOME_CODE[verdict.outcome])
+        for command in outcome.commands:
+            key, value, headers = command_record(command.wire())
+            await self.topics.commands.send(key=key, value=value, headers=headers)
+            DECISIONS.labels(command.action).inc()
+            logger.warning("guard decided %s for rollout %s: %s", command.action,
+                           command.rollout_id, command.reason)
+        alerts = [alert.wire() for alert in outcome.alerts]
+        for alert in alerts:
+            key, value, headers = alert_record(alert)
+            await self.topics.alerts.send(key=key, value=value, headers=headers)
+            ALERTS.labels(alert["kind"], str(alert.get("rule", AlertKind.DECISION))).inc()
+        if alerts and self.alertmanager is not None:
+            task = asyncio.get_running_loop().create_task(self.alertmanager.send(alerts))
+            self._background.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._background.discard)
+
+
+def record_consumer_lag(consumer: Any, topic: str) -> None:
+    """Records behind the high watermark, per assigned partition of ``topic``."""
+    for tp in consumer.assignment():
+        if tp.topic != topic:
+            continue
+        # Faust keeps no public read position; _read_offset is its own bookkeeping.
+        highwater, position = consumer.highwater(tp), consumer._read_offset.get(tp)
+        if highwater is not None and position is not None:
+            CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - position - 1))

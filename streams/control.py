@@ -1,0 +1,76 @@
+"""The control follower: every worker reads all of ``relctl.control`` into its ControlIndex.
+
+It assigns itself every partition (no consumer group: each worker needs the whole log), reads
+from the beginning, and sets ``ready`` once it has caught up, so the agents start judging only
+with a complete index. A broker outage restarts the consumer; re-reading from the start is
+harmless because the index skips events it has already applied.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from relctl.adapters import cloudevents
+from relctl.adapters.config import Settings
+from relctl.streams.control_index import ControlIndex
+from relctl.streams.metrics import CONTROL_EVENTS, CONTROL_MALFORMED, ROLLOUT_STATE, STATE_CODE
+
+logger = logging.getLogger(__name__)
+
+
+class ControlFollower:
+    def __init__(self, settings: Settings, index: ControlIndex) -> None:
+        self.settings = settings
+        self.index = index
+        self.ready = asyncio.Event()
+
+    async def follow(self) -> None:
+        """Follow all of relctl.control for the life of the worker; a broker outage restarts
+        the consumer (re-reading from the start is harmless: events are de-duplicated)."""
+        while True:
+            try:
+                await self.read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the guard must outlive a broker restart
+                logger.warning("control follower restarting after: %r", exc)
+                await asyncio.sleep(1.0)
+
+    async def read(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=50)
+        await consumer.start()
+        try:
+            topic = self.settings.topic("control")
+            tps = [TopicPartition(topic, p) for p in range(self.settings.control_partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        self.apply(record)
+                CONTROL_EVENTS.set(self.index.applied)
+                if not batch and not self.ready.is_set():
+                    logger.info("control index caught up: %d events", self.index.applied)
+                    self.ready.set()
+        finally:
+            await consumer.stop()
+
+    def apply(self, record: Any) -> None:
+        """Apply one control record; a malformed one is counted and skipped, never fatal
+        (every worker re-reads the topic from the start, so a crash here would repeat)."""
+        try:
+            envelope = cloudevents.from_kafka(record.headers, record.value)
+            if not self.index.apply(envelope):
+                return
+        except Exception as exc:  # one bad record must not blind the guard
+            CONTROL_MALFORMED.inc()
+            logger.warning("skipped malformed control record at %s/%s: %s", record.partition,
+                           record.offset, exc)
+            return
+        rollout = self.index.rollouts.get(str(envelope.get("subject")))
+        if rollout is not None:
+            ROLLOUT_STATE.labels(rollout.id).set(STATE_CODE[rollout.state])
