@@ -15,15 +15,11 @@ folded aggregate cannot have one duplicate taken out of it again.
 """
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Separator that no tenant, task or arm can contain (they are keys or literals); the free-text
 # call id goes last, so the encoding is unambiguous.
 _SEP = "\x1f"
-OUTCOMES = ("ok", "llm_error", "timeout", "transcription_error")
-_OUTCOME_CODE = {name: code for code, name in enumerate(OUTCOMES)}
-FALLBACK, SCHEMA_INVALID, REPAIRED, HUMAN_REVIEW = 1, 2, 4, 8
 PAIRED_ARMS = ("production", "shadow")
 
 
@@ -47,12 +43,15 @@ def pair_key(call: int, shadow_release: int) -> int:
     return _hash64(f"pair{_SEP}{call}{_SEP}{shadow_release}")
 
 
-@dataclass(slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     """What one evaluation contributes to a window: the attributes ``WindowStats.add`` reads,
-    its identity ``key``, and ``call`` (set for scored production and shadow runs only)."""
+    its identity ``key``, and ``call`` (set for scored production and shadow runs only).
+
+    A named tuple, because stage 2 builds one per evaluation from the wire: its fields are
+    the wire's array in order, minus ``arm``, which the partial's cell already names."""
 
     key: int
+    call: int | None
     arm: str
     outcome: str
     fallback_used: bool
@@ -71,47 +70,30 @@ class Evidence:
     human_categories: dict[str, str] | None
     critical_detections: list[str]
     human_critical: list[str] | None
-    call: int | None = None
 
     @classmethod
     def of(cls, record: Any) -> "Evidence":
         """The row of a validated EvaluationRecord."""
         scored = record.score is not None and record.arm in PAIRED_ARMS
         return cls(
-            key=evidence_key(record.tenant, record.task, record.call_id, record.arm,
-                             record.release),
-            arm=record.arm, outcome=record.outcome, fallback_used=record.fallback_used,
-            schema_valid=record.schema_valid, repaired=record.repaired,
-            human_review_requested=record.human_review_requested, tokens=record.tokens,
-            cost_usd=record.cost_usd, latency_ms=record.latency_ms,
-            queue_wait_ms=record.queue_wait_ms, queue_depth=record.queue_depth,
-            confidence=record.confidence, score=record.score, human_score=record.human_score,
-            categories=record.categories, human_categories=record.human_categories,
-            critical_detections=record.critical_detections,
-            human_critical=record.human_critical,
-            call=call_key(record.tenant, record.task, record.call_id) if scored else None,
+            evidence_key(record.tenant, record.task, record.call_id, record.arm,
+                         record.release),
+            call_key(record.tenant, record.task, record.call_id) if scored else None,
+            record.arm, record.outcome, record.fallback_used, record.schema_valid,
+            record.repaired, record.human_review_requested, record.tokens, record.cost_usd,
+            record.latency_ms, record.queue_wait_ms, record.queue_depth, record.confidence,
+            record.score, record.human_score, record.categories, record.human_categories,
+            record.critical_detections, record.human_critical,
         )
 
     def encode(self) -> list[Any]:
-        """A compact JSON array (positional; flags packed into one integer)."""
-        flags = (FALLBACK * self.fallback_used) | (SCHEMA_INVALID * (not self.schema_valid)) \
-            | (REPAIRED * self.repaired) | (HUMAN_REVIEW * self.human_review_requested)
-        return [self.key, self.call, _OUTCOME_CODE[self.outcome], flags, self.tokens,
-                self.cost_usd, self.latency_ms, self.queue_wait_ms, self.queue_depth,
-                self.confidence, self.score, self.human_score, self.categories or None,
-                self.human_categories, self.critical_detections or None, self.human_critical]
+        """The wire form: a JSON array of the fields in order, without ``arm``."""
+        row = list(self)
+        del row[2]
+        return row
 
     @classmethod
     def decode(cls, arm: str, row: list[Any]) -> "Evidence":
-        (key, call, outcome, flags, tokens, cost, latency, queue_wait, queue_depth, confidence,
-         score, human_score, categories, human_categories, critical, human_critical) = row
-        return cls(
-            key=int(key), arm=arm, outcome=OUTCOMES[int(outcome)],
-            fallback_used=bool(flags & FALLBACK), schema_valid=not flags & SCHEMA_INVALID,
-            repaired=bool(flags & REPAIRED), human_review_requested=bool(flags & HUMAN_REVIEW),
-            tokens=int(tokens), cost_usd=float(cost), latency_ms=float(latency),
-            queue_wait_ms=float(queue_wait), queue_depth=queue_depth, confidence=confidence,
-            score=score, human_score=human_score, categories=categories or {},
-            human_categories=human_categories, critical_detections=critical or [],
-            human_critical=human_critical, call=None if call is None else int(call),
-        )
+        if len(row) != len(cls._fields) - 1:
+            raise ValueError(f"an evidence row has {len(cls._fields) - 1} fields, not {len(row)}")
+        return cls(row[0], row[1], arm, *row[2:])
