@@ -21,6 +21,7 @@ from prometheus_client import Counter
 from relctl.adapters.cloudevents import dead_letter, decision_record
 from relctl.adapters.config import Settings
 from relctl.adapters.kafka import make_producer
+from relctl.adapters.retrying import fixed, retry_forever
 from relctl.application.service import ControlPlane
 from relctl.domain import errors
 from relctl.domain.guards import GUARD_ACTOR, DecisionAction
@@ -106,32 +107,37 @@ class CommandConsumer:
         self.on_change()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop``; offsets are committed only after a command was handled."""
-        while not stop.is_set():
-            consumer = AIOKafkaConsumer(
-                self.settings.topic("commands"), bootstrap_servers=self.settings.kafka_bootstrap,
-                group_id=f"{self.settings.topic_prefix}-control-commands",
-                enable_auto_commit=False, auto_offset_reset="earliest",
-                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-                session_timeout_ms=6000, heartbeat_interval_ms=1000)
-            producer = make_producer(self.settings.kafka_bootstrap or "")
-            try:
-                await consumer.start()
-                await producer.start()
-                while not stop.is_set():
-                    batch = await consumer.getmany(timeout_ms=100)
-                    for records in batch.values():
-                        for record in records:
-                            await self.handle(producer, record.value)
-                    if batch:
-                        await consumer.commit()
-            except Exception as exc:  # nothing may stop the control plane; offsets are not
-                # committed for an unhandled command, so it is consumed again after the restart
-                logger.warning("command consumer restarting after: %r", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+        """Consume until ``stop``; offsets are committed only after a command was handled.
+
+        Nothing may stop the control plane: a failed session is restarted after 1 s (offsets
+        are not committed for an unhandled command, so it is consumed again)."""
+
+        def restarting(exc: BaseException, _: float) -> None:
+            logger.warning("command consumer restarting after: %r", exc)
+
+        await retry_forever(lambda: self._session(stop), fixed(1.0), stop, restarting)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        """One consumer session, until ``stop`` or an error."""
+        consumer = AIOKafkaConsumer(
+            self.settings.topic("commands"), bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=f"{self.settings.topic_prefix}-control-commands",
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            session_timeout_ms=6000, heartbeat_interval_ms=1000)
+        producer = make_producer(self.settings.kafka_bootstrap or "")
+        try:
+            await consumer.start()
+            await producer.start()
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100)
+                for records in batch.values():
+                    for record in records:
+                        await self.handle(producer, record.value)
+                if batch:
+                    await consumer.commit()
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            with contextlib.suppress(Exception):
+                await producer.stop()

@@ -24,6 +24,7 @@ from relctl.adapters import cloudevents
 from relctl.adapters.config import Settings
 from relctl.adapters.kafka import ensure_topics, existing_topics, ids_at, make_producer, topic_specs
 from relctl.adapters.postgres import RelayPositions
+from relctl.adapters.retrying import backoff, retry_forever
 from relctl.application.service import ControlPlane
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ PUBLISHED = Counter("relctl_relay_events_published_total", "Control events confi
 REPUBLISHES = Counter("relctl_relay_republish_total", "Times the relay found the broker empty")
 FAILURES = Counter("relctl_relay_failures_total", "Relay batches that failed and were retried")
 POSITION = Gauge("relctl_relay_position", "Last notification id confirmed by the broker")
+BROKER_ERRORS = (KafkaError, OSError, TimeoutError)
 
 
 class Relay:
@@ -49,6 +51,7 @@ class Relay:
         self.republishes = 0
         self._wake = asyncio.Event()
         self._producer: Any = None
+        self._next_check = 0.0
 
     def wake(self) -> None:
         """Called when new events were stored, so the relay need not wait for its poll."""
@@ -110,37 +113,43 @@ class Relay:
         POSITION.set(self.position)
         return len(notifications)
 
+    async def _step(self) -> None:
+        """One round: (re)connect, check the broker when due, publish a batch or idle briefly.
+        A broker error drops the producer and forces a broker check on the next round."""
+        try:
+            if self._producer is None:
+                await self._start_producer()
+            if time.monotonic() >= self._next_check:
+                await self.check_broker()
+                self._next_check = time.monotonic() + self.settings.relay_check_interval
+            self.broker_ok = True
+            sent = await self.publish_batch()
+        except BROKER_ERRORS:
+            self.broker_ok = False
+            FAILURES.inc()
+            await self._stop_producer()
+            self._next_check = 0.0
+            raise
+        except Exception:
+            FAILURES.inc()
+            raise
+        if sent == 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.25)
+
+    @staticmethod
+    def _on_retry(exc: BaseException, wait: float) -> None:
+        if isinstance(exc, BROKER_ERRORS):
+            logger.warning("relay batch failed (%s); retrying in %.1fs", exc, wait)
+        else:
+            logger.error("relay failed; retrying in %.1fs", wait, exc_info=exc)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until ``stop`` is set, surviving broker and database outages."""
-        next_check = 0.0
-        backoff = 0.2
+        """Relay until ``stop`` is set, surviving broker and database outages: each round is
+        retried with a backoff of 0.2 s doubling to 5 s, which starts afresh after a round
+        succeeds."""
+        self._next_check = 0.0
         while not stop.is_set():
-            try:
-                if self._producer is None:
-                    await self._start_producer()
-                if time.monotonic() >= next_check:
-                    await self.check_broker()
-                    next_check = time.monotonic() + self.settings.relay_check_interval
-                self.broker_ok = True
-                sent = await self.publish_batch()
-                backoff = 0.2
-                if sent == 0:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=0.25)
-            except (KafkaError, OSError, TimeoutError) as exc:
-                self.broker_ok = False
-                FAILURES.inc()
-                logger.warning("relay batch failed (%s); retrying in %.1fs", exc, backoff)
-                await self._stop_producer()
-                next_check = 0.0
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
-                backoff = min(backoff * 2, 5.0)
-            except Exception:
-                FAILURES.inc()
-                logger.exception("relay failed; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
-                backoff = min(backoff * 2, 5.0)
+            await retry_forever(self._step, backoff(0.2, 5.0), stop, self._on_retry)
         await self._stop_producer()

@@ -26,14 +26,15 @@ class ExitCode(IntEnum):
     OK = 0  # done, or nothing to change (an idempotent repeat)
     ERROR = 1  # anything else: an internal error of the API, a bug
     USAGE = 2  # unknown command or option, missing argument, unknown -o value
-    INVALID = 3  # invalid input: rejected by the API (400/422) or an unreadable JSON file
+    INVALID = 3  # invalid input: rejected by the API (400/413/422) or an unreadable JSON file
     CONFLICT = 4  # the state does not allow it, or --expected-version is stale (409)
     NOT_FOUND = 5  # no such release, task, rollout, tenant or blueprint (404)
     UNAUTHORIZED = 6  # no token, an unknown or revoked token, or a role that may not (401/403)
     UNAVAILABLE = 7  # the API cannot be reached, or it or a dependency is down (503)
 
 
-EXIT = {400: ExitCode.INVALID, 422: ExitCode.INVALID, 409: ExitCode.CONFLICT,
+EXIT = {400: ExitCode.INVALID, 413: ExitCode.INVALID, 422: ExitCode.INVALID,
+        409: ExitCode.CONFLICT,
         404: ExitCode.NOT_FOUND, 401: ExitCode.UNAUTHORIZED, 403: ExitCode.UNAUTHORIZED,
         503: ExitCode.UNAVAILABLE}
 EXIT_UNAVAILABLE = ExitCode.UNAVAILABLE

@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from relctl.adapters import cloudevents
 from relctl.adapters.config import Settings
+from relctl.adapters.retrying import fixed, retry_forever
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.metrics import CONTROL_EVENTS, CONTROL_MALFORMED, ROLLOUT_STATE, STATE_CODE
 
@@ -28,14 +29,12 @@ class ControlFollower:
     async def follow(self) -> None:
         """Follow all of relctl.control for the life of the worker; a broker outage restarts
         the consumer (re-reading from the start is harmless: events are de-duplicated)."""
-        while True:
-            try:
-                await self.read()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the guard must outlive a broker restart
-                logger.warning("control follower restarting after: %r", exc)
-                await asyncio.sleep(1.0)
+        def restarting(exc: BaseException, _: float) -> None:
+            logger.warning("control follower restarting after: %r", exc)
+
+        # The guard must outlive a broker restart: retried every second, for ever (a
+        # cancellation is not an error and ends it).
+        await retry_forever(self.read, fixed(1.0), None, restarting)
 
     async def read(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
