@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -19,6 +22,30 @@ from psycopg_pool import ConnectionPool
 from relctl.domain.errors import NotFoundError, UnavailableError, ValidationError
 
 ROLES = ("admin", "operator", "producer", "auditor")
+
+
+class EventRecorder(PostgresApplicationRecorder):
+    """eventsourcing's recorder, writing each decision without psycopg's pipeline mode.
+
+    The library sends LOCK TABLE, NOTIFY and the INSERT in one pipeline. With psycopg 3.3 a
+    pipeline stops flushing once its command queue is empty, even when libpq still holds the
+    rest of a message bigger than the socket's send buffer (about 200 KB over a unix socket),
+    and then only waits to read: the server, holding the table's EXCLUSIVE lock, waits for the
+    rest of the INSERT, and every later write waits behind it (a 1 MB reason did it). Plain
+    statements in one transaction flush each message completely; the lock, the notification
+    and the insert are the same, so readers still never pass over a gap.
+    """
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Any, **kwargs: Any) -> Any:
+        events: list[StoredEvent] = list(stored_events)
+        with self.datastore.get_connection() as conn, conn.transaction(), \
+                conn.cursor() as curs:
+            self._insert_events(curs, events, **kwargs)
+            if not events:
+                return None
+            self._insert_stored_events(curs, events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, events, **kwargs)
 
 
 class Database:
