@@ -16,12 +16,24 @@ Every rule evaluation has an explicit outcome:
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from relctl.domain.guards import GATE_ACTIONS
 from relctl.domain.metrics import WindowStats, metric_value
 
-OUTCOMES = ("Pending", "Passed", "Failed", "Inconclusive", "Error")
+
+class GuardOutcome(StrEnum):
+    """The outcome of one rule evaluation (see the module docstring)."""
+
+    PENDING = "Pending"
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+    ERROR = "Error"
+
+
+OUTCOMES: tuple[GuardOutcome, ...] = tuple(GuardOutcome)
 COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 }

@@ -7,17 +7,55 @@ validated and stored when a rollout is planned; the live guard evaluates them.
 """
 
 import math
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any, Self
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
 from relctl.domain.errors import ValidationError
 
 # The actor automatic decisions are recorded under: fixed, so the command topic cannot be used
 # to impersonate a person.
 GUARD_ACTOR = "relctl-guard"
-GATE_CLASSES = ("RollbackTrigger", "Block", "Conditional", "Signal")
-GATE_ACTIONS = {"RollbackTrigger": "rollback", "Block": "freeze", "Conditional": "pause",
-                "Signal": "alert"}
-COMPARATORS = (">", ">=", "<", "<=")
+
+
+class GateClass(StrEnum):
+    """What a breach of the rule does (seed 003); the values are the stored strings."""
+
+    ROLLBACK_TRIGGER = "RollbackTrigger"
+    BLOCK = "Block"
+    CONDITIONAL = "Conditional"
+    SIGNAL = "Signal"
+
+
+class DecisionAction(StrEnum):
+    """What the guard decides when a rule fails, weakest first."""
+
+    ALERT = "alert"
+    PAUSE = "pause"
+    FREEZE = "freeze"
+    ROLLBACK = "rollback"
+
+
+class Comparator(StrEnum):
+    """How the metric is compared with the threshold to state a breach."""
+
+    GT = ">"
+    GE = ">="
+    LT = "<"
+    LE = "<="
+
+
+GATE_CLASSES: tuple[GateClass, ...] = tuple(GateClass)
+GATE_ACTIONS: dict[GateClass, DecisionAction] = {
+    GateClass.ROLLBACK_TRIGGER: DecisionAction.ROLLBACK, GateClass.BLOCK: DecisionAction.FREEZE,
+    GateClass.CONDITIONAL: DecisionAction.PAUSE, GateClass.SIGNAL: DecisionAction.ALERT,
+}
+COMPARATORS: tuple[Comparator, ...] = tuple(Comparator)
+# The plain values, as the error messages have always spelled them.
+_GATE_VALUES = tuple(g.value for g in GateClass)
+_COMPARATOR_VALUES = tuple(c.value for c in Comparator)
 
 # Metrics a guard can watch (seed 002 §3.1, §4.1; seed 003 trace fields). Rates are fractions.
 RATE_METRICS = frozenset({
@@ -46,8 +84,8 @@ def _number(rule: dict[str, Any], key: str) -> float:
     return float(value)
 
 
-def normalize_rule(rule: Any) -> dict[str, Any]:
-    """Validate one guard rule and return its canonical form."""
+def _check_rule(rule: Any) -> dict[str, Any]:
+    """The rule's checks, in the order (and with the messages) the API has always reported."""
     if not isinstance(rule, dict):
         raise ValidationError("each guard rule must be an object")
     unknown = sorted(set(rule) - set(RULE_FIELDS))
@@ -61,8 +99,9 @@ def normalize_rule(rule: Any) -> dict[str, Any]:
         raise ValidationError(
             f"guard rule {name!r}: unknown metric {metric!r}; known: {', '.join(sorted(METRICS))}"
         )
-    if rule.get("comparator") not in COMPARATORS:
-        raise ValidationError(f"guard rule {name!r}: comparator must be one of {COMPARATORS}")
+    if rule.get("comparator") not in _COMPARATOR_VALUES:
+        raise ValidationError(
+            f"guard rule {name!r}: comparator must be one of {_COMPARATOR_VALUES}")
     threshold = _number(rule, "threshold")
     if metric in RATE_METRICS and not 0 <= threshold <= 1:
         raise ValidationError(
@@ -82,13 +121,60 @@ def normalize_rule(rule: Any) -> dict[str, Any]:
             f"guard rule {name!r}: for_seconds must be between 0 and the window ({window:g}s)"
         )
     gate = rule.get("gate_class")
-    if gate not in GATE_CLASSES:
-        raise ValidationError(f"guard rule {name!r}: gate_class must be one of {GATE_CLASSES}")
+    if gate not in _GATE_VALUES:
+        raise ValidationError(f"guard rule {name!r}: gate_class must be one of {_GATE_VALUES}")
     return {
         "name": name, "metric": metric, "comparator": rule["comparator"], "threshold": threshold,
         "min_samples": min_samples, "window_seconds": window, "for_seconds": for_seconds,
         "gate_class": gate,
     }
+
+
+class GuardRule(BaseModel):
+    """One validated guard rule: breach when ``metric comparator threshold`` holds over the
+    window with at least ``min_samples`` samples, for ``for_seconds``; ``gate_class`` acts.
+
+    Validation runs the same checks, with the same messages, as the aggregate always has; a
+    refusal is a pydantic ``ValidationError`` (so FastAPI answers 422) whose ``msg`` is the
+    message. The field constraints below are what the JSON schema shows.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, pattern=r"\S")]
+    metric: Annotated[str, Field(json_schema_extra={"enum": sorted(METRICS)},
+                                 description="rates are fractions: 1% is 0.01")]
+    comparator: Comparator
+    threshold: Annotated[float, Field(allow_inf_nan=False)]
+    min_samples: Annotated[int, Field(ge=1, le=MAX_MIN_SAMPLES)] = 1
+    window_seconds: Annotated[float, Field(gt=0, le=MAX_WINDOW_SECONDS,
+                                           allow_inf_nan=False)] = 300.0
+    for_seconds: Annotated[float, Field(ge=0, le=MAX_WINDOW_SECONDS, allow_inf_nan=False,
+                                        description="at most window_seconds")] = 0.0
+    gate_class: GateClass
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate(cls, data: Any) -> Any:
+        if isinstance(data, GuardRule):
+            return data.model_dump()
+        try:
+            return _check_rule(data)
+        except ValidationError as exc:
+            raise PydanticCustomError("guard_rule", "{message}", {"message": str(exc)}) from None
+
+    @classmethod
+    def parse(cls, rule: Any) -> Self:
+        """Validate ``rule``; a refusal is relctl's own ``ValidationError``."""
+        try:
+            return cls.model_validate(rule)
+        except PydanticValidationError as exc:
+            raise ValidationError(exc.errors()[0]["msg"]) from None
+
+
+def normalize_rule(rule: Any) -> dict[str, Any]:
+    """Validate one guard rule and return its canonical form (what the aggregate stores)."""
+    return GuardRule.parse(rule).model_dump(mode="json")
 
 
 def normalize_rules(rules: Any) -> list[dict[str, Any]]:

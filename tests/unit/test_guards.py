@@ -4,14 +4,20 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 from relctl.domain.errors import ValidationError
 from relctl.domain.guards import (
+    COMPARATORS,
     GATE_ACTIONS,
     GATE_CLASSES,
     MAX_WINDOW_SECONDS,
     METRICS,
     RATE_METRICS,
     VALUE_METRICS,
+    Comparator,
+    DecisionAction,
+    GateClass,
+    GuardRule,
     normalize_rule,
     normalize_rules,
 )
@@ -183,3 +189,38 @@ def test_rule_names_must_be_unique() -> None:
 def test_one_bad_rule_refuses_the_list() -> None:
     with pytest.raises(ValidationError, match="guard rule 'bad': unknown metric"):
         normalize_rules([rule(), rule(name="bad", metric="vibes")])
+
+
+def test_guard_rule_model_gives_the_same_messages_as_a_pydantic_error() -> None:
+    with pytest.raises(PydanticValidationError) as caught:
+        GuardRule.model_validate(rule(name="bad", metric="vibes"))
+    assert caught.value.errors()[0]["msg"].startswith("guard rule 'bad': unknown metric 'vibes'")
+    with pytest.raises(ValidationError, match="guard rule 'bad': unknown metric 'vibes'"):
+        GuardRule.parse(rule(name="bad", metric="vibes"))
+
+
+def test_guard_rule_model_is_frozen_typed_and_dumps_the_stored_form() -> None:
+    model = GuardRule.model_validate(rule())
+    assert model.gate_class is GateClass.ROLLBACK_TRIGGER and model.comparator is Comparator.GT
+    assert model.model_dump(mode="json") == normalize_rule(rule())
+    assert GuardRule.model_validate(model) == model
+    with pytest.raises(PydanticValidationError):
+        model.threshold = 0.5  # type: ignore[misc]
+
+
+def test_enums_equal_the_stored_strings() -> None:
+    assert [a.value for a in DecisionAction] == ["alert", "pause", "freeze", "rollback"]
+    assert COMPARATORS == (">", ">=", "<", "<=")
+    assert GATE_ACTIONS[GateClass.SIGNAL] is DecisionAction.ALERT
+
+
+def test_guard_rule_json_schema_shows_the_constraints() -> None:
+    schema = GuardRule.model_json_schema()
+    props = schema["properties"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"name", "metric", "comparator", "threshold", "gate_class"}
+    assert props["metric"]["enum"] == sorted(METRICS)
+    assert schema["$defs"]["GateClass"]["enum"] == list(GATE_CLASSES)
+    assert props["min_samples"]["minimum"] == 1
+    assert props["window_seconds"]["exclusiveMinimum"] == 0
+    assert props["window_seconds"]["maximum"] == MAX_WINDOW_SECONDS
