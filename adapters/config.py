@@ -12,7 +12,6 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
-
 WRITE_LOCK_TIMEOUT_SECONDS = 5
 
 

@@ -9,6 +9,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -19,9 +20,21 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
+from relctl.domain.base import text_problem
 from relctl.domain.errors import NotFoundError, UnavailableError, ValidationError
 
-ROLES = ("admin", "operator", "producer", "auditor")
+
+class Role(StrEnum):
+    """What a token may do: admin everything, operator commands, producer write evaluations
+    and resolve for its tenants, auditor read."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    PRODUCER = "producer"
+    AUDITOR = "auditor"
+
+
+ROLES = tuple(r.value for r in Role)
 
 
 class EventRecorder(PostgresApplicationRecorder):
@@ -156,6 +169,9 @@ class TokenStore:
             raise ValidationError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
         if not actor or not actor.strip():
             raise ValidationError("a token needs an actor name")
+        for name in (actor, *tenants):
+            if text_problem(name):
+                raise ValidationError(f"token actor or tenant {name!r} {text_problem(name)}")
         if role == "producer" and not tenants:
             raise ValidationError("a producer token names the tenants it may write for "
                                   "(or '*' for all)")

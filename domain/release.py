@@ -125,7 +125,7 @@ class ReleaseSpec(BaseModel):
             where = ".".join(str(x) for x in first.get("loc", ()))
             raise ValidationError(f"release spec {where}: {first.get('msg')}") from None
 
-    def validate(self) -> None:  # noqa: PLR0912 - one flat list of independent rules
+    def validate(self) -> None:  # type: ignore[override]  # noqa: PLR0912 - one flat list of rules
         if not isinstance(self.prompt_template, str) or not self.prompt_template.strip():
             raise ValidationError("prompt_template must be non-empty text")
         for name in ("model_provider", "model_name", "model_version", "output_schema_version"):

@@ -19,6 +19,7 @@ from relctl.domain.guards import normalize_rules
 from relctl.domain.ids import check_key
 from relctl.domain.tenant import COHORTS
 
+
 class RolloutState(StrEnum):
     PLANNED = "Planned"
     RUNNING = "Running"

@@ -14,6 +14,7 @@ from relctl.domain.base import MAX_NAME_LENGTH, ControlAggregate, check_attribut
 from relctl.domain.errors import ConflictError, NotFoundError, ValidationError
 from relctl.domain.ids import check_key, tenant_id
 
+
 class Flag(StrEnum):
     """A per-tenant feature flag."""
 
@@ -120,7 +121,8 @@ class Tenant(ControlAggregate):
         if not isinstance(value, str) or not value.strip():
             raise ValidationError("an override needs a non-empty value")
         check_text(value, "override value", MAX_OVERRIDE_LENGTH, multiline=True)
-        self._override_set(task=task, override_kind=str(kind), value=value, base_release=base_release,
+        self._override_set(task=task, override_kind=str(kind), value=value,
+                           base_release=base_release,
                            actor=actor, reason=reason)
 
     @event("OverrideSet")
