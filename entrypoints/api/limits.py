@@ -72,19 +72,21 @@ def check_json_body(body: bytes) -> None:
 
 
 def _check_strings(value: Any) -> None:
-    stack = [value]
+    stack: list[tuple[Any, str]] = [(value, "body")]
     while stack:
-        item = stack.pop()
+        item, where = stack.pop()
         if isinstance(item, str):
             problem = text_problem(item, multiline=True)
             if "\x00" in item or (problem and problem.startswith("is not valid")):
-                raise RefusedError(422, "validation_error", "a string in the body is not valid "
-                              "Unicode text (a lone surrogate escape such as \\ud800, or NUL)")
+                raise RefusedError(422, "validation_error", f"{where}: text must be valid "
+                                   "Unicode without NUL (no lone surrogate escape such as "
+                                   "\\ud800)")
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            for key, child in item.items():
+                stack.append((key, f"{where} (a key)"))
+                stack.append((child, f"{where}.{key}"[:200]))
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend((child, f"{where}[{i}]"[:200]) for i, child in enumerate(item))
 
 
 def check_target(scope: Scope) -> None:
