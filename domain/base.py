@@ -152,6 +152,7 @@ Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH,
                             pattern=r"^[^\x00-\x1f\x7f-\x9f]*$"), AfterValidator(_name_ok)]
 Reason = Annotated[str, Field(
     min_length=MIN_REASON_LENGTH, max_length=MAX_REASON_LENGTH,
+    pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$",
     description=f"why this change is made ({MIN_REASON_LENGTH}-{MAX_REASON_LENGTH} "
                 "characters); recorded in the event"), AfterValidator(_text_ok)]
 JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_json_ok), Field(

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import orjson
 from eventsourcing.domain import event
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StrictBool
 from relctl.domain.base import (
     MAX_NAME_LENGTH,
     ControlAggregate,
@@ -32,7 +32,8 @@ MAX_RULE_LENGTH = 2_000
 WEIGHT_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,6})?$"
 
 Weight = Annotated[
-    Annotated[float, Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
+    Annotated[int, Strict(), Field(ge=0, le=MAX_WEIGHT)]
+    | Annotated[float, Strict(), Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
     | Annotated[str, Field(pattern=WEIGHT_PATTERN)],
     Field(description=f"0 to {MAX_WEIGHT}, at most {WEIGHT_DECIMALS} decimal places; "
                       "weights in a list sum to exactly 100")]

@@ -3,11 +3,11 @@ common fields, and running a command (metrics, waking the relay)."""
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 from relctl.adapters import cloudevents
 from relctl.domain import errors
 from relctl.domain.base import Reason
@@ -58,13 +58,23 @@ COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's integers include 1.0; text and booleans are not numbers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: Reason
 
 
 class Versioned(Body):
-    expected_version: StrictInt | None = Field(
+    expected_version: Integer | None = Field(
         None, ge=0, le=2**31, description="refuse with 409 unless the aggregate is still at "
                                           "this version")
 

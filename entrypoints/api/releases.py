@@ -15,6 +15,7 @@ from relctl.entrypoints.api.common import (
     READ_ERRORS,
     Body,
     History,
+    Integer,
     Outcome,
     Versioned,
     history,
@@ -40,7 +41,7 @@ class Promote(Versioned):
 
 
 class SetDefault(Body):
-    release: int = Field(ge=1, le=2**31)
+    release: Integer = Field(ge=1, le=2**31)
 
 
 def releases_router(runtime: Runtime, auth: Authenticator,

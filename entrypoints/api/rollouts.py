@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from pydantic import Field, StrictBool
+from pydantic import BeforeValidator, Field, StrictBool
 from relctl.adapters.postgres import Principal
 from relctl.domain import errors
 from relctl.domain.base import JsonObject, Key
@@ -20,6 +20,7 @@ from relctl.entrypoints.api.common import (
     READ_ERRORS,
     Body,
     History,
+    Integer,
     Outcome,
     Versioned,
     history,
@@ -30,15 +31,25 @@ from relctl.infra.bootstrap import Runtime
 Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
 
 
+def _typed_rules(rules: Any) -> Any:
+    """Refuse a rule whose metric is not text before GuardRule's membership test sees it."""
+    if isinstance(rules, list):
+        for rule in rules:
+            if isinstance(rule, dict) and not isinstance(rule.get("metric", ""), str):
+                raise ValueError("a guard rule's metric is the name of a metric (text)")
+    return rules
+
+
 class PlanRollout(Body):
     task: Key
-    candidate: int = Field(ge=1, le=2**31)
-    baseline: int | None = Field(None, ge=1, le=2**31,
+    candidate: Integer = Field(ge=1, le=2**31)
+    baseline: Integer | None = Field(None, ge=1, le=2**31,
                                  description="default: the task's default release")
     steps: Annotated[list[Percent] | list[Cohort], Field(min_length=1, max_length=MAX_STEPS)] \
         | None = Field(None, description="strictly increasing percentages ending at 100, or "
                                          "cohorts in order ending at 'general'")
-    guard_rules: list[GuardRule] | None = Field(None, max_length=50)
+    guard_rules: Annotated[list[GuardRule] | None, BeforeValidator(_typed_rules)] = Field(
+        None, max_length=50)
     shadow: StrictBool = False
 
 

@@ -22,6 +22,7 @@ from relctl.entrypoints.api.common import (
     READ_ERRORS,
     Body,
     History,
+    Integer,
     Outcome,
     history,
     run,
@@ -49,7 +50,7 @@ class SetOverride(Body):
     task: Key
     kind: OverrideKind
     value: str = Field(min_length=1, max_length=MAX_OVERRIDE_LENGTH)
-    base_release: int | None = Field(None, ge=1, le=2**31)
+    base_release: Integer | None = Field(None, ge=1, le=2**31)
 
 
 class ClearOverride(Body):
@@ -59,8 +60,8 @@ class ClearOverride(Body):
 
 class Pin(Body):
     task: Key
-    release: int = Field(ge=1, le=2**31)
-    days: int = Field(DEFAULT_PIN_DAYS, ge=1, le=MAX_PIN_DAYS)
+    release: Integer = Field(ge=1, le=2**31)
+    days: Integer = Field(DEFAULT_PIN_DAYS, ge=1, le=MAX_PIN_DAYS)
 
 
 class Unpin(Body):
