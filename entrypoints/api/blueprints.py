@@ -5,41 +5,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from relctl.adapters.postgres import Principal
-from relctl.domain.base import Key, Name
-from relctl.domain.blueprint import Stages, StageSpec
+from relctl.domain.blueprint import StageSpec
+from relctl.domain.commands import Confirm, CreateBlueprint, Publish, UpdateBlueprint
 from relctl.domain.ids import blueprint_id
 from relctl.entrypoints.api.auth import READERS, WRITERS, Authenticator
 from relctl.entrypoints.api.common import (
     COMMAND_ERRORS,
     READ_ERRORS,
-    Body,
     History,
     Outcome,
-    Versioned,
     history,
     run,
 )
 from relctl.infra.bootstrap import Runtime
 
 BlueprintName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", max_length=63)]
-
-
-class CreateBlueprint(Body):
-    name: Key
-    stages: Stages
-
-
-class UpdateBlueprint(Versioned):
-    stages: Stages
-
-
-class Confirm(Body):
-    stage: Name
-    behaviour: Name
-
-
-class Publish(Versioned):
-    pass
 
 
 def _plain(stages: list[StageSpec]) -> list[dict[str, Any]]:

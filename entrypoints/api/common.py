@@ -3,14 +3,13 @@ common fields, and running a command (metrics, waking the relay)."""
 
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from prometheus_client import Counter, Histogram
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, Field
 from relctl.adapters import cloudevents
 from relctl.domain import errors
-from relctl.domain.base import Reason
 from relctl.infra.bootstrap import Runtime
 
 COMMANDS = Counter("relctl_commands_total", "Commands handled by the API", ["command", "outcome"])
@@ -56,27 +55,6 @@ COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     422: _error("the body breaks a rule (the message names the field and the limit); "
                 "nothing was recorded"),
 }
-
-
-def _integral(value: Any) -> Any:
-    """JSON Schema's integers include 1.0; text and booleans are not numbers."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-Integer = Annotated[StrictInt, BeforeValidator(_integral)]
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Reason
-
-
-class Versioned(Body):
-    expected_version: Integer | None = Field(
-        None, ge=0, le=2**31, description="refuse with 409 unless the aggregate is still at "
-                                          "this version")
 
 
 class Outcome(BaseModel):

@@ -4,20 +4,15 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import Field
 from relctl.adapters.postgres import Principal
-from relctl.domain.base import Key
+from relctl.domain.commands import CreateRelease, Promote, ReviseRelease, SetDefault
 from relctl.domain.ids import release_id, task_id
-from relctl.domain.release import ReleaseSpec, Stage
 from relctl.entrypoints.api.auth import READERS, WRITERS, Authenticator
 from relctl.entrypoints.api.common import (
     COMMAND_ERRORS,
     READ_ERRORS,
-    Body,
     History,
-    Integer,
     Outcome,
-    Versioned,
     history,
     run,
 )
@@ -25,23 +20,6 @@ from relctl.infra.bootstrap import Runtime
 
 TaskKey = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", max_length=63)]
 Number = Annotated[int, Path(ge=1, le=2**31)]
-
-
-class CreateRelease(Body):
-    task: Key
-    spec: ReleaseSpec
-
-
-class ReviseRelease(Versioned):
-    spec: ReleaseSpec
-
-
-class Promote(Versioned):
-    stage: Stage
-
-
-class SetDefault(Body):
-    release: Integer = Field(ge=1, le=2**31)
 
 
 def releases_router(runtime: Runtime, auth: Authenticator,

@@ -3,68 +3,24 @@ rollback, complete), and reads. ``POST /v1/rollouts/{id}/{action}`` still answer
 clients that post to it, outside the schema; unknown actions get 404."""
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from pydantic import BeforeValidator, Field, StrictBool
 from relctl.adapters.postgres import Principal
 from relctl.domain import errors
-from relctl.domain.base import JsonObject, Key
-from relctl.domain.guards import GuardRule
-from relctl.domain.rollout import MAX_EVIDENCE_BYTES, MAX_STEPS
+from relctl.domain.commands import PlanRollout, RolloutCommand, Versioned, WithEvidence
 from relctl.domain.tenant import Cohort
 from relctl.entrypoints.api.auth import READERS, WRITERS, Authenticator
 from relctl.entrypoints.api.common import (
     COMMAND_ERRORS,
     READ_ERRORS,
-    Body,
     History,
-    Integer,
     Outcome,
-    Versioned,
     history,
     run,
 )
 from relctl.infra.bootstrap import Runtime
-
-Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
-
-
-def _typed_rules(rules: Any) -> Any:
-    """Refuse a rule whose metric is not text before GuardRule's membership test sees it."""
-    if isinstance(rules, list):
-        for rule in rules:
-            if isinstance(rule, dict) and not isinstance(rule.get("metric", ""), str):
-                raise ValueError("a guard rule's metric is the name of a metric (text)")
-    return rules
-
-
-class PlanRollout(Body):
-    task: Key
-    candidate: Integer = Field(ge=1, le=2**31)
-    baseline: Integer | None = Field(None, ge=1, le=2**31,
-                                 description="default: the task's default release")
-    steps: Annotated[list[Percent] | list[Cohort], Field(min_length=1, max_length=MAX_STEPS)] \
-        | None = Field(None, description="strictly increasing percentages ending at 100, or "
-                                         "cohorts in order ending at 'general'")
-    guard_rules: Annotated[list[GuardRule] | None, BeforeValidator(_typed_rules)] = Field(
-        None, max_length=50)
-    shadow: StrictBool = False
-
-
-class Command(Versioned):
-    """A rollout command: a reason, optionally the version it must still be at."""
-
-
-class WithEvidence(Versioned):
-    evidence: JsonObject | None = Field(
-        None, description=f"what the decision is based on; at most {MAX_EVIDENCE_BYTES} bytes")
-
-
-class AnyAction(WithEvidence):
-    """The legacy catch-all body: evidence is accepted (and ignored) by every action."""
-
 
 SIMPLE = {"start": "start_rollout", "advance": "advance_rollout",
           "complete": "complete_rollout"}
@@ -117,7 +73,7 @@ def rollouts_router(runtime: Runtime, auth: Authenticator,
         return history(runtime, rollout_id)
 
     def simple(action: str, summary: str) -> None:
-        def endpoint(rollout_id: UUID, body: Command, who: Principal = writer) -> Any:
+        def endpoint(rollout_id: UUID, body: RolloutCommand, who: Principal = writer) -> Any:
             return act(action, rollout_id, body, who)
 
         router.add_api_route(

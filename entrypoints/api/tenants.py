@@ -4,25 +4,24 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import Field, StrictBool
 from relctl.adapters.postgres import Principal
-from relctl.domain.base import Key, Name
-from relctl.domain.ids import tenant_id
-from relctl.domain.tenant import (
-    DEFAULT_PIN_DAYS,
-    MAX_OVERRIDE_LENGTH,
-    MAX_PIN_DAYS,
-    Cohort,
-    Flag,
-    OverrideKind,
+from relctl.domain.commands import (
+    ClearOverride,
+    FlipFlag,
+    MoveTenant,
+    Pin,
+    RegisterTenant,
+    Reset,
+    SetOverride,
+    Unpin,
 )
+from relctl.domain.ids import tenant_id
+from relctl.domain.tenant import Flag
 from relctl.entrypoints.api.auth import READERS, WRITERS, Authenticator
 from relctl.entrypoints.api.common import (
     COMMAND_ERRORS,
     READ_ERRORS,
-    Body,
     History,
-    Integer,
     Outcome,
     history,
     run,
@@ -30,46 +29,6 @@ from relctl.entrypoints.api.common import (
 from relctl.infra.bootstrap import Runtime
 
 TenantKey = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", max_length=63)]
-
-
-class RegisterTenant(Body):
-    key: Key
-    name: Name | None = Field(None, description="display name (default: the key)")
-    cohort: Cohort = Cohort.GENERAL
-
-
-class MoveTenant(Body):
-    cohort: Cohort
-
-
-class FlipFlag(Body):
-    enabled: StrictBool = Field(description="true or false (JSON booleans only)")
-
-
-class SetOverride(Body):
-    task: Key
-    kind: OverrideKind
-    value: str = Field(min_length=1, max_length=MAX_OVERRIDE_LENGTH)
-    base_release: Integer | None = Field(None, ge=1, le=2**31)
-
-
-class ClearOverride(Body):
-    task: Key
-    kind: OverrideKind
-
-
-class Pin(Body):
-    task: Key
-    release: Integer = Field(ge=1, le=2**31)
-    days: Integer = Field(DEFAULT_PIN_DAYS, ge=1, le=MAX_PIN_DAYS)
-
-
-class Unpin(Body):
-    task: Key
-
-
-class Reset(Body):
-    task: Key | None = Field(None, description="one task, or every task when absent")
 
 
 def tenants_router(runtime: Runtime, auth: Authenticator,
