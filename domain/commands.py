@@ -9,8 +9,16 @@ in the aggregates and answer 422 with a message that names the field.
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
-from relctl.domain.base import JsonObject, Key, Name, Reason
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+)
+from relctl.domain.base import MAX_NAME_LENGTH, JsonObject, Key, Name, Reason, _name_ok
 from relctl.domain.blueprint import Stages
 from relctl.domain.guards import GuardRule
 from relctl.domain.release import ReleaseSpec, Stage
@@ -35,6 +43,12 @@ def _integral(value: Any) -> Any:
 
 Integer = Annotated[StrictInt, BeforeValidator(_integral)]
 Number = Annotated[Integer, Field(ge=1, le=MAX_NUMBER)]
+
+
+# A display name may be empty (the CLI sends "" for "use the key").
+DisplayName = Annotated[str, Field(max_length=MAX_NAME_LENGTH,
+                                   pattern=r"^[^\x00-\x1f\x7f-\x9f]*$"),
+                        AfterValidator(_name_ok)]
 
 
 class Body(BaseModel):
@@ -91,7 +105,7 @@ class Publish(Versioned):
 
 class RegisterTenant(Body):
     key: Key
-    name: Name | None = Field(None, description="display name (default: the key)")
+    name: DisplayName | None = Field(None, description="display name (default: the key)")
     cohort: Cohort = Cohort.GENERAL
 
 
