@@ -57,11 +57,17 @@ def test_unknown_paths_and_methods_answer_in_the_error_shape(api: httpx.Client) 
 
 
 # Rules across fields that a JSON Schema cannot state (weights summing to 100, unique names,
-# strictly increasing steps, no model alias) answer 422 to a schema-valid body: schemathesis's
-# positive_data_acceptance is told so. Every other check runs with its defaults.
+# strictly increasing steps, no model alias) answer 422 to a schema-valid body, and a body whose
+# encoding passes the 512 KiB limit (200,000 characters written as \u escapes) answers 413
+# whatever its content: schemathesis's positive_data_acceptance and negative_data_rejection are
+# told so. Every other check runs with its defaults.
 CONFIG = """
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+expected-statuses = ["2xx", "401", "403", "404", "409", "413", "422"]
+
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422",
+                     "428", "429", "5xx"]
 """
 
 
