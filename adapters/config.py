@@ -12,6 +12,8 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
+WRITE_LOCK_TIMEOUT_SECONDS = 5
+
 
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -82,5 +84,12 @@ class Settings:
             "POSTGRES_MAX_OVERFLOW": "8",
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_PRE_PING": "y",
+            # A command waits at most this long (s) for the events table's write lock, and a
+            # transaction left idle is ended by the server after this long: no request can
+            # hold every other write up for longer.
+            "POSTGRES_LOCK_TIMEOUT": str(WRITE_LOCK_TIMEOUT_SECONDS),
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(WRITE_LOCK_TIMEOUT_SECONDS),
+            # relctl's recorder writes each decision without pipeline mode (see its docstring).
+            "APPLICATION_RECORDER_TOPIC": "relctl.adapters.postgres:EventRecorder",
             "CREATE_TABLE": "y",
         }

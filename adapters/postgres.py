@@ -9,16 +9,56 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
+from relctl.domain.base import text_problem
 from relctl.domain.errors import NotFoundError, UnavailableError, ValidationError
 
-ROLES = ("admin", "operator", "producer", "auditor")
+
+class Role(StrEnum):
+    """What a token may do: admin everything, operator commands, producer write evaluations
+    and resolve for its tenants, auditor read."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    PRODUCER = "producer"
+    AUDITOR = "auditor"
+
+
+ROLES = tuple(r.value for r in Role)
+
+
+class EventRecorder(PostgresApplicationRecorder):
+    """eventsourcing's recorder, writing each decision without psycopg's pipeline mode.
+
+    The library sends LOCK TABLE, NOTIFY and the INSERT in one pipeline. With psycopg 3.3 a
+    pipeline stops flushing once its command queue is empty, even when libpq still holds the
+    rest of a message bigger than the socket's send buffer (about 200 KB over a unix socket),
+    and then only waits to read: the server, holding the table's EXCLUSIVE lock, waits for the
+    rest of the INSERT, and every later write waits behind it (a 1 MB reason did it). Plain
+    statements in one transaction flush each message completely; the lock, the notification
+    and the insert are the same, so readers still never pass over a gap.
+    """
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Any, **kwargs: Any) -> Any:
+        events: list[StoredEvent] = list(stored_events)
+        with self.datastore.get_connection() as conn, conn.transaction(), \
+                conn.cursor() as curs:
+            self._insert_events(curs, events, **kwargs)
+            if not events:
+                return None
+            self._insert_stored_events(curs, events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, events, **kwargs)
 
 
 class Database:
@@ -129,6 +169,9 @@ class TokenStore:
             raise ValidationError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
         if not actor or not actor.strip():
             raise ValidationError("a token needs an actor name")
+        for name in (actor, *tenants):
+            if text_problem(name):
+                raise ValidationError(f"token actor or tenant {name!r} {text_problem(name)}")
         if role == "producer" and not tenants:
             raise ValidationError("a producer token names the tenants it may write for "
                                   "(or '*' for all)")

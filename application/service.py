@@ -69,6 +69,13 @@ class ControlPlane(Application[UUID]):
         except OperationalError as exc:
             raise UnavailableError(f"event store unavailable: {exc}") from exc
 
+    def _exists(self, aggregate_id: UUID) -> bool:
+        try:
+            events = self.repository.event_store.get(aggregate_id, limit=1)
+            return next(iter(events), None) is not None
+        except OperationalError as exc:
+            raise UnavailableError(f"event store unavailable: {exc}") from exc
+
     @staticmethod
     def _expect(aggregate: ControlAggregate, expected_version: int | None) -> None:
         if expected_version is not None and aggregate.version != expected_version:
@@ -106,7 +113,8 @@ class ControlPlane(Application[UUID]):
         name = version_id.split("@v", 1)[0]
         return self.blueprint(name).compiled(version_id)
 
-    def create_release(self, task: str, spec: dict[str, Any], actor: str, reason: str) -> Outcome:
+    def create_release(self, task: str, spec: dict[str, Any] | ReleaseSpec, actor: str,
+                       reason: str) -> Outcome:
         check_attribution(actor, reason)
         candidate = ReleaseSpec.from_dict(spec)
         blueprint = self._compiled(candidate.blueprint_version_id)
@@ -130,8 +138,8 @@ class ControlPlane(Application[UUID]):
         return _outcome(release)
 
     def revise_release(
-        self, task: str, number: int, spec: dict[str, Any], actor: str, reason: str,
-        expected_version: int | None = None,
+        self, task: str, number: int, spec: dict[str, Any] | ReleaseSpec, actor: str,
+        reason: str, expected_version: int | None = None,
     ) -> Outcome:
         release = self.release(task, number)
         self._expect(release, expected_version)
@@ -214,6 +222,9 @@ class ControlPlane(Application[UUID]):
     def register_tenant(self, key: str, name: str, cohort: str, actor: str,
                         reason: str) -> Outcome:
         tenant = Tenant.register(key, name, cohort, actor=actor, reason=reason)
+        if self._exists(tenant.id):
+            raise ConflictError(f"tenant {key!r} already exists; change it with its own "
+                                "commands (cohort, flags, ...)")
         self._save(tenant)
         return _outcome(tenant)
 

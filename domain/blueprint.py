@@ -6,16 +6,66 @@ coexist so evaluations can reference exactly the one they ran.
 """
 
 import hashlib
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation, localcontext
+from typing import Annotated, Any
 
 import orjson
 from eventsourcing.domain import event
-from relctl.domain.base import ControlAggregate, check_attribution
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StrictBool
+from relctl.domain.base import (
+    MAX_NAME_LENGTH,
+    ControlAggregate,
+    Name,
+    _text_ok,
+    check_attribution,
+    check_text,
+)
 from relctl.domain.errors import ConflictError, NotFoundError, ValidationError
 from relctl.domain.ids import blueprint_id, check_key
 
 REQUIRED_CONFIRMATIONS = 2
+MAX_WEIGHT = 100
+WEIGHT_DECIMALS = 6
+MAX_STAGES = 50
+MAX_BEHAVIOURS = 100
+MAX_RULE_LENGTH = 2_000
+WEIGHT_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,6})?$"
+
+Weight = Annotated[
+    Annotated[int, Strict(), Field(ge=0, le=MAX_WEIGHT)]
+    | Annotated[float, Strict(), Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
+    | Annotated[str, Field(pattern=WEIGHT_PATTERN)],
+    Field(description=f"0 to {MAX_WEIGHT}, at most {WEIGHT_DECIMALS} decimal places; "
+                      "weights in a list sum to exactly 100")]
+
+
+class BehaviourSpec(BaseModel):
+    """One scored behaviour of a stage; a critical one needs two confirmations to publish."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Name
+    weight: Weight
+    critical: StrictBool = False
+    required: StrictBool = False
+    rule: Annotated[str, Field(max_length=MAX_RULE_LENGTH), AfterValidator(_text_ok)] = ""
+
+
+class StageSpec(BaseModel):
+    """A stage of a blueprint: its weight and its behaviours."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Name
+    weight: Weight
+    behaviours: Annotated[list[BehaviourSpec], Field(min_length=1, max_length=MAX_BEHAVIOURS)]
+
+
+Stages = Annotated[list[StageSpec], Field(min_length=1, max_length=MAX_STAGES)]
+
+# Sums of stored weights are taken in a context wide enough for any decimal ever stored, so a
+# blueprint stored before weights were bounded still reads (and says why it cannot publish).
+_WIDE = Context(prec=60, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def _weight(value: Any, where: str) -> Decimal:
@@ -25,8 +75,12 @@ def _weight(value: Any, where: str) -> Decimal:
         weight = Decimal(str(value))
     except InvalidOperation as exc:
         raise ValidationError(f"weight of {where} must be a number, got {value!r}") from exc
-    if not weight.is_finite() or weight < 0:
-        raise ValidationError(f"weight of {where} must be a non-negative number")
+    if not weight.is_finite() or not 0 <= weight <= MAX_WEIGHT:
+        raise ValidationError(f"weight of {where} must be a number from 0 to {MAX_WEIGHT}")
+    exponent = weight.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -WEIGHT_DECIMALS:
+        raise ValidationError(
+            f"weight of {where} has more than {WEIGHT_DECIMALS} decimal places")
     return weight
 
 
@@ -34,23 +88,29 @@ def normalize_stages(stages: Any) -> list[dict[str, Any]]:
     """Check the shape of a stage list and return a canonical copy."""
     if not isinstance(stages, list) or not stages:
         raise ValidationError("a blueprint needs a non-empty list of stages")
+    if len(stages) > MAX_STAGES:
+        raise ValidationError(f"a blueprint has at most {MAX_STAGES} stages")
     seen: set[str] = set()
     result = []
     for stage in stages:
         if not isinstance(stage, dict) or not isinstance(stage.get("name"), str):
             raise ValidationError("each stage needs a name, a weight and a list of behaviours")
-        name = stage["name"]
+        name = check_text(stage["name"], "stage name")
         if name in seen:
             raise ValidationError(f"stage {name!r} appears twice")
         seen.add(name)
         behaviours = stage.get("behaviours")
         if not isinstance(behaviours, list) or not behaviours:
             raise ValidationError(f"stage {name!r} needs at least one behaviour")
+        if len(behaviours) > MAX_BEHAVIOURS:
+            raise ValidationError(f"stage {name!r} has more than {MAX_BEHAVIOURS} behaviours")
         names: set[str] = set()
         normalized = []
         for behaviour in behaviours:
             if not isinstance(behaviour, dict) or not isinstance(behaviour.get("name"), str):
                 raise ValidationError(f"each behaviour of stage {name!r} needs a name")
+            check_text(behaviour["name"], "behaviour name", MAX_NAME_LENGTH)
+            check_text(str(behaviour.get("rule", "")), "rule", MAX_RULE_LENGTH, multiline=True)
             if behaviour["name"] in names:
                 raise ValidationError(f"behaviour {behaviour['name']!r} appears twice in {name!r}")
             names.add(behaviour["name"])
@@ -71,6 +131,11 @@ def normalize_stages(stages: Any) -> list[dict[str, Any]]:
 
 def weight_problems(stages: list[dict[str, Any]]) -> list[str]:
     """Every way the weights fail to sum to exactly 100, phrased so a person can fix it."""
+    with localcontext(_WIDE):
+        return _weight_problems(stages)
+
+
+def _weight_problems(stages: list[dict[str, Any]]) -> list[str]:
     problems = []
     total = sum(Decimal(stage["weight"]) for stage in stages)
     if total != 100:

@@ -7,15 +7,27 @@ editable only while Draft, so anything that ever ran in front of a customer can 
 
 import hashlib
 import math
-from dataclasses import dataclass, field
-from typing import Any
+import re
+from enum import StrEnum
+from typing import Annotated, Any
 
+import jsonschema
+import orjson
 from eventsourcing.domain import event
-from relctl.domain.base import ControlAggregate, check_attribution, check_json
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+from relctl.domain.base import (
+    INT64,
+    ControlAggregate,
+    JsonObject,
+    _name_ok,
+    _text_ok,
+    check_attribution,
+    check_json,
+    check_text,
+)
 from relctl.domain.errors import ConflictError, ValidationError
 from relctl.domain.ids import check_key, release_id
-
-STAGES = ("Draft", "InternalTest", "Beta", "Stable", "Deprecated")
 
 # Names providers use for moving targets. A release must name what actually ran.
 MODEL_ALIASES = frozenset({"latest", "default", "stable", "current", "preview", "auto", "newest"})
@@ -30,31 +42,73 @@ def is_alias(model_version: str) -> bool:
     return lowered in MODEL_ALIASES or lowered.endswith(("-latest", ":latest", "@latest"))
 
 
-@dataclass(frozen=True)
-class ReleaseSpec:
-    """The content of a release, validated as a whole before any event is recorded."""
+class Stage(StrEnum):
+    """A release's lifecycle stage; it only moves forward, and Deprecated is reachable always."""
 
-    prompt_template: str
-    model_provider: str
-    model_name: str
-    model_version: str
-    temperature: float
-    seed: int
-    output_schema: dict[str, Any]
-    output_schema_version: str
-    blueprint_version_id: str | None = None
-    model_alias: str | None = None
-    alias_resolved_at: str | None = None
-    retrieval: dict[str, Any] = field(default_factory=dict)
-    known_limitations: list[str] = field(default_factory=list)
-    release_notes: dict[str, Any] = field(default_factory=dict)
+    DRAFT = "Draft"
+    INTERNAL_TEST = "InternalTest"
+    BETA = "Beta"
+    STABLE = "Stable"
+    DEPRECATED = "Deprecated"
+
+
+STAGES = tuple(stage.value for stage in Stage)
+MAX_PROMPT_LENGTH = 200_000
+MAX_FIELD_LENGTH = 200
+MAX_LIMITATIONS = 100
+# A JSON Schema a release carries: nested at most this deep, and at most this big as JSON.
+MAX_SCHEMA_DEPTH = 32
+MAX_SCHEMA_BYTES = 64 * 1024
+BLUEPRINT_VERSION_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}@v[1-9][0-9]{0,8}$"
+
+_Short = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_LENGTH), AfterValidator(_name_ok)]
+
+
+class ReleaseSpec(BaseModel):
+    """The content of a release, validated as a whole before any event is recorded.
+
+    The field types are the contract (the API's schema and the published command schemas);
+    ``validate`` holds the rules across fields, with messages a person can act on. Building a
+    spec directly does not run those rules; ``from_dict`` and every command do.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    prompt_template: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_LENGTH),
+                               AfterValidator(_text_ok)]
+    model_provider: _Short
+    model_name: _Short
+    model_version: Annotated[_Short, Field(
+        description="the concrete resolved version, never an alias such as 'latest'")]
+    temperature: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
+    seed: Annotated[int, Field(ge=INT64[0], le=INT64[1])]
+    output_schema: Annotated[JsonObject, Field(
+        description=f"a JSON Schema (checked as one), at most {MAX_SCHEMA_DEPTH} levels deep "
+                    f"and {MAX_SCHEMA_BYTES} bytes as JSON")]
+    output_schema_version: _Short
+    blueprint_version_id: Annotated[str, Field(pattern=BLUEPRINT_VERSION_PATTERN)] | None = None
+    model_alias: _Short | None = None
+    alias_resolved_at: _Short | None = None
+    retrieval: JsonObject = Field(default_factory=dict)
+    known_limitations: Annotated[list[Annotated[str, Field(max_length=2_000),
+                                                AfterValidator(_text_ok)]],
+                                 Field(max_length=MAX_LIMITATIONS)] = Field(default_factory=list)
+    release_notes: JsonObject = Field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ReleaseSpec":
-        allowed = set(cls.__dataclass_fields__)
+    def fields(cls) -> tuple[str, ...]:
+        return tuple(cls.model_fields)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ReleaseSpec":
+        if isinstance(data, ReleaseSpec):
+            data = data.as_dict()
+        if not isinstance(data, dict):
+            raise ValidationError("a release spec is an object")
+        allowed = set(cls.model_fields)
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise ValidationError(f"unknown release fields: {', '.join(unknown)}")
+            raise ValidationError(f"unknown release fields: {', '.join(map(str, unknown))}")
         required = [
             "prompt_template", "model_provider", "model_name", "model_version",
             "temperature", "seed", "output_schema", "output_schema_version",
@@ -62,11 +116,16 @@ class ReleaseSpec:
         missing = [name for name in required if data.get(name) is None]
         if missing:
             raise ValidationError(f"release is missing required fields: {', '.join(missing)}")
-        spec = cls(**data)
+        spec = cls.model_construct(**data)
         spec.validate()
-        return spec
+        try:
+            return cls.model_validate(data)
+        except PydanticValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first.get("loc", ()))
+            raise ValidationError(f"release spec {where}: {first.get('msg')}") from None
 
-    def validate(self) -> None:  # noqa: PLR0912 - one flat list of independent rules
+    def validate(self) -> None:  # type: ignore[override]  # noqa: PLR0912 - one flat list of rules
         if not isinstance(self.prompt_template, str) or not self.prompt_template.strip():
             raise ValidationError("prompt_template must be non-empty text")
         for name in ("model_provider", "model_name", "model_version", "output_schema_version"):
@@ -92,8 +151,12 @@ class ReleaseSpec:
             raise ValidationError("seed must be an integer (every evaluation records its seed)")
         if not isinstance(self.output_schema, dict) or not self.output_schema:
             raise ValidationError("output_schema must be a non-empty JSON Schema object")
+        check_json(self.output_schema, "output_schema", MAX_SCHEMA_DEPTH)
         check_schema_shape(self.output_schema, "output_schema")
-        if self.blueprint_version_id is not None and "@v" not in str(self.blueprint_version_id):
+        check_json_schema(self.output_schema, "output_schema")
+        if self.blueprint_version_id is not None and (
+                not isinstance(self.blueprint_version_id, str)
+                or not re.match(BLUEPRINT_VERSION_PATTERN, self.blueprint_version_id)):
             raise ValidationError(
                 "blueprint_version_id must name a compiled version such as 'qa-default@v3'"
             )
@@ -105,11 +168,30 @@ class ReleaseSpec:
             raise ValidationError("known_limitations must be a list of strings")
         if not isinstance(self.release_notes, dict):
             raise ValidationError("release_notes must be an object")
-        for name in self.__dataclass_fields__:
+        check_text(self.prompt_template, "prompt_template", MAX_PROMPT_LENGTH, multiline=True)
+        for name in ("model_provider", "model_name", "model_version", "output_schema_version",
+                     "model_alias", "alias_resolved_at"):
+            if getattr(self, name) is not None:
+                check_text(getattr(self, name), name, MAX_FIELD_LENGTH)
+        for name in self.fields():
             check_json(getattr(self, name), name)
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        """The stored form (a release's ``content``): every field, in declaration order."""
+        return {name: getattr(self, name) for name in self.fields()}
+
+
+def check_json_schema(schema: dict[str, Any], where: str) -> None:
+    """A JSON Schema a release carries must be one (Draft 2020-12 meta-schema), and bounded."""
+    size = len(orjson.dumps(schema))
+    if size > MAX_SCHEMA_BYTES:
+        raise ValidationError(f"{where} is {size} bytes as JSON; the limit is {MAX_SCHEMA_BYTES}")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ValidationError(f"{where} is not a valid JSON Schema at {path}: "
+                              f"{exc.message[:300]}") from None
 
 
 def check_schema_shape(schema: Any, where: str) -> None:
@@ -182,7 +264,8 @@ class Release(ControlAggregate):
 
     @property
     def spec(self) -> ReleaseSpec:
-        return ReleaseSpec(**self.content)
+        # Stored content is read as it was stored, whatever rules were in force then.
+        return ReleaseSpec.model_construct(**self.content)
 
     def revise(self, spec: ReleaseSpec, actor: str, reason: str) -> None:
         check_attribution(actor, reason)

@@ -7,9 +7,11 @@ no-op that says so, so redelivered decisions never produce a second event.
 """
 
 import hashlib
+from enum import StrEnum
 from itertools import pairwise
 from typing import Any
 
+import orjson
 from eventsourcing.domain import event
 from relctl.domain.base import ControlAggregate, check_attribution, check_json
 from relctl.domain.errors import ConflictError, ForbiddenError, ValidationError
@@ -17,9 +19,20 @@ from relctl.domain.guards import normalize_rules
 from relctl.domain.ids import check_key
 from relctl.domain.tenant import COHORTS
 
+
+class RolloutState(StrEnum):
+    PLANNED = "Planned"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    FROZEN = "Frozen"
+    ROLLED_BACK = "RolledBack"
+    COMPLETED = "Completed"
+
+
 DEFAULT_STEPS = (10, 25, 50, 100)
-ACTIVE_STATES = ("Planned", "Running", "Paused", "Frozen")
-TERMINAL_STATES = ("RolledBack", "Completed")
+MAX_STEPS = 20
+ACTIVE_STATES = tuple(s.value for s in RolloutState)[:4]
+TERMINAL_STATES = (RolloutState.ROLLED_BACK.value, RolloutState.COMPLETED.value)
 
 
 def normalize_steps(steps: Any) -> tuple[str, list[Any]]:
@@ -28,6 +41,8 @@ def normalize_steps(steps: Any) -> tuple[str, list[Any]]:
         return "percent", list(DEFAULT_STEPS)
     if not isinstance(steps, list) or not steps:
         raise ValidationError("steps must be a non-empty list")
+    if len(steps) > MAX_STEPS:
+        raise ValidationError(f"a rollout has at most {MAX_STEPS} steps")
     if all(isinstance(s, str) for s in steps):
         unknown = [s for s in steps if s not in COHORTS]
         if unknown:
@@ -48,6 +63,22 @@ def normalize_steps(steps: Any) -> tuple[str, list[Any]]:
         return "percent", [float(s) if isinstance(s, float) and not s.is_integer() else int(s)
                            for s in steps]
     raise ValidationError("steps are all percentages or all cohort names, not a mix")
+
+
+MAX_EVIDENCE_BYTES = 16 * 1024
+
+
+def check_evidence(evidence: Any) -> None:
+    """Evidence is a JSON object of at most MAX_EVIDENCE_BYTES, nested at most MAX_JSON_DEPTH."""
+    if evidence is None:
+        return
+    if not isinstance(evidence, dict):
+        raise ValidationError("evidence must be a JSON object")
+    check_json(evidence, "evidence")
+    size = len(orjson.dumps(evidence))
+    if size > MAX_EVIDENCE_BYTES:
+        raise ValidationError(
+            f"evidence is {size} bytes as JSON; the limit is {MAX_EVIDENCE_BYTES}")
 
 
 def tenant_bucket(task: str, tenant: str) -> float:
@@ -153,7 +184,7 @@ class Rollout(ControlAggregate):
 
     def pause(self, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> bool:
         check_attribution(actor, reason)
-        check_json(evidence, "evidence")
+        check_evidence(evidence)
         if self.already_applied(evidence):
             return False
         if self.state == "Paused":
@@ -183,7 +214,7 @@ class Rollout(ControlAggregate):
 
     def freeze(self, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> bool:
         check_attribution(actor, reason)
-        check_json(evidence, "evidence")
+        check_evidence(evidence)
         if self.already_applied(evidence):
             return False
         if self.state == "Frozen":
@@ -200,7 +231,7 @@ class Rollout(ControlAggregate):
     def roll_back(self, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> bool:
         """Send every tenant back to the baseline. A second rollback is a no-op (returns False)."""
         check_attribution(actor, reason)
-        check_json(evidence, "evidence")
+        check_evidence(evidence)
         if self.state == "RolledBack":
             return False
         self._require("roll back", *ACTIVE_STATES)

@@ -6,34 +6,55 @@ seed 000 asks for an overrides inventory with who and why and a reset to default
 """
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from eventsourcing.domain import event
-from relctl.domain.base import ControlAggregate, check_attribution
+from relctl.domain.base import MAX_NAME_LENGTH, ControlAggregate, check_attribution, check_text
 from relctl.domain.errors import ConflictError, NotFoundError, ValidationError
 from relctl.domain.ids import check_key, tenant_id
 
-FLAGS = (
-    "enable_blueprints",
-    "enable_blueprint_publish",
-    "enable_blueprint_sandbox",
-    "enable_blueprint_production_eval",
-    "enable_legacy_pipeline_fallback",
-)
 
-# Rollout stages A-D of seed 002 §1.2, in order: a tenant in an earlier cohort is included in
-# every later step.
-COHORTS = ("internal", "closed_beta", "open_beta", "general")
+class Flag(StrEnum):
+    """A per-tenant feature flag."""
 
-OVERRIDE_KINDS = ("prompt", "filter")
+    ENABLE_BLUEPRINTS = "enable_blueprints"
+    ENABLE_BLUEPRINT_PUBLISH = "enable_blueprint_publish"
+    ENABLE_BLUEPRINT_SANDBOX = "enable_blueprint_sandbox"
+    ENABLE_BLUEPRINT_PRODUCTION_EVAL = "enable_blueprint_production_eval"
+    ENABLE_LEGACY_PIPELINE_FALLBACK = "enable_legacy_pipeline_fallback"
+
+
+class Cohort(StrEnum):
+    """Rollout stages A-D of seed 002 §1.2, in order: a tenant in an earlier cohort is included
+    in every later step."""
+
+    INTERNAL = "internal"
+    CLOSED_BETA = "closed_beta"
+    OPEN_BETA = "open_beta"
+    GENERAL = "general"
+
+
+class OverrideKind(StrEnum):
+    PROMPT = "prompt"
+    FILTER = "filter"
+
+
+# The stored strings, in order (events and views hold these, not the enum members).
+FLAGS = tuple(f.value for f in Flag)
+COHORTS = tuple(c.value for c in Cohort)
+OVERRIDE_KINDS = tuple(k.value for k in OverrideKind)
 DEFAULT_PIN_DAYS = 30
 MAX_PIN_DAYS = 60
+
+
+MAX_OVERRIDE_LENGTH = 200_000
 
 
 def check_cohort(cohort: str) -> str:
     if cohort not in COHORTS:
         raise ValidationError(f"unknown cohort {cohort!r}; cohorts are {', '.join(COHORTS)}")
-    return cohort
+    return str(cohort)
 
 
 class Tenant(ControlAggregate):
@@ -47,7 +68,9 @@ class Tenant(ControlAggregate):
     def register(cls, key: str, name: str, cohort: str, actor: str, reason: str) -> "Tenant":
         check_key("tenant", key)
         check_attribution(actor, reason)
-        check_cohort(cohort)
+        cohort = check_cohort(cohort)
+        if name:
+            check_text(name, "tenant name", MAX_NAME_LENGTH)
         return cls(key=key, name=name or key, cohort=cohort, actor=actor, reason=reason)
 
     @event("Registered")
@@ -61,7 +84,7 @@ class Tenant(ControlAggregate):
 
     def move_to_cohort(self, cohort: str, actor: str, reason: str) -> None:
         check_attribution(actor, reason)
-        check_cohort(cohort)
+        cohort = check_cohort(cohort)
         if cohort == self.cohort:
             raise ConflictError(f"tenant {self.key} is already in cohort {cohort}")
         self._cohort_changed(from_cohort=self.cohort, to_cohort=cohort, actor=actor, reason=reason)
@@ -77,6 +100,7 @@ class Tenant(ControlAggregate):
             raise ValidationError(f"unknown flag {flag!r}; flags are {', '.join(FLAGS)}")
         if not isinstance(enabled, bool):
             raise ValidationError("a flag is switched to true or false")
+        flag = str(flag)
         if self.flags[flag] == enabled:
             return False
         self._flag_flipped(flag=flag, enabled=enabled, actor=actor, reason=reason)
@@ -96,7 +120,9 @@ class Tenant(ControlAggregate):
             raise ValidationError(f"override kind must be one of {', '.join(OVERRIDE_KINDS)}")
         if not isinstance(value, str) or not value.strip():
             raise ValidationError("an override needs a non-empty value")
-        self._override_set(task=task, override_kind=kind, value=value, base_release=base_release,
+        check_text(value, "override value", MAX_OVERRIDE_LENGTH, multiline=True)
+        self._override_set(task=task, override_kind=str(kind), value=value,
+                           base_release=base_release,
                            actor=actor, reason=reason)
 
     @event("OverrideSet")

@@ -16,6 +16,7 @@ from relctl.adapters.postgres import Principal
 from relctl.domain import errors
 from relctl.domain.read_models import AuditFormat
 from relctl.entrypoints.api.auth import READERS, RESOLVERS, Authenticator
+from relctl.entrypoints.api.common import READ_ERRORS, Instant
 from relctl.infra.bootstrap import Runtime
 from relctl.projections import queries
 
@@ -38,10 +39,10 @@ def read_router(runtime: Runtime, auth: Authenticator,
     def fresh() -> None:
         queries.wait_for_head(db, app, wait_seconds)
 
-    @router.get("/v1/read/resolve")
+    @router.get("/v1/read/resolve", responses=READ_ERRORS)
     def resolve(
         tenant: str = Query(...), task: str = Query(...),
-        at: datetime | None = Query(None, description="conversation start (ISO 8601)"),
+        at: Instant | None = Query(None, description="conversation start (ISO 8601)"),
         if_none_match: str | None = Header(None),
         who: Principal = auth.role(*RESOLVERS),
     ) -> Response:
@@ -61,8 +62,8 @@ def read_router(runtime: Runtime, auth: Authenticator,
                 "cause": found.cause}
         return JSONResponse(body, headers=headers)
 
-    @router.get("/v1/read/changes")
-    def changes(since: datetime = Query(...), until: datetime = Query(...),
+    @router.get("/v1/read/changes", responses=READ_ERRORS)
+    def changes(since: Instant = Query(...), until: Instant = Query(...),
                 tenant: str | None = None, task: str | None = None,
                 _: Principal = reader) -> Any:
         """Every change of an answer in (since, until], with who and why."""
@@ -70,39 +71,41 @@ def read_router(runtime: Runtime, auth: Authenticator,
         return queries.changes(db, _aware(since, "since") or since,
                                _aware(until, "until") or until, tenant, task)
 
-    @router.get("/v1/read/overrides")
+    @router.get("/v1/read/overrides", responses=READ_ERRORS)
     def overrides(tenant: str | None = None, task: str | None = None,
                   _: Principal = reader) -> Any:
         fresh()
         return queries.overrides(db, tenant, task)
 
-    @router.get("/v1/read/pins")
+    @router.get("/v1/read/pins", responses=READ_ERRORS)
     def pins(tenant: str | None = None, task: str | None = None,
-             at: datetime | None = None, _: Principal = reader) -> Any:
+             at: Instant | None = None, _: Principal = reader) -> Any:
         fresh()
         return queries.pins(db, _aware(at, "at"), tenant, task)
 
-    @router.get("/v1/read/drift")
-    def drift(task: str = Query(...), at: datetime | None = None,
+    @router.get("/v1/read/drift", responses=READ_ERRORS)
+    def drift(task: str = Query(...), at: Instant | None = None,
               _: Principal = reader) -> Any:
         """Which tenants a new default or rollout of ``task`` reaches, and who is shielded."""
         fresh()
         return queries.drift(db, task, _aware(at, "at"))
 
-    @router.get("/v1/read/rollouts/{rollout_id}")
-    def rollout(rollout_id: str, at: datetime | None = None, _: Principal = reader) -> Any:
+    @router.get("/v1/read/rollouts/{rollout_id}", responses=READ_ERRORS)
+    def rollout(rollout_id: str, at: Instant | None = None, _: Principal = reader) -> Any:
         fresh()
         return queries.rollout_status(db, rollout_id, _aware(at, "at"))
 
-    @router.get("/v1/audit/verify")
+    @router.get("/v1/audit/verify", responses=READ_ERRORS)
     def verify(_: Principal = reader) -> Any:
         """Walk the hash chain; report the first broken link, if any."""
         fresh()
         return queries.verify_audit(db)
 
-    @router.get("/v1/audit/export")
+    @router.get("/v1/audit/export", responses={
+        **READ_ERRORS, 200: {"description": "the rows with their hashes",
+                             "content": {"application/x-ndjson": {}, "text/csv": {}}}})
     def export(fmt: AuditFormat = Query(AuditFormat.JSONL, alias="format"),
-               since: datetime | None = None, until: datetime | None = None,
+               since: Instant | None = None, until: Instant | None = None,
                tenant: str | None = None, task: str | None = None,
                actor: str | None = None, _: Principal = reader) -> Response:
         fresh()

@@ -256,7 +256,10 @@ def test_health_readiness_metrics_and_openapi(api: httpx.Client) -> None:
     assert 'relctl_commands_total{command="create_release",outcome="ok"}' in metrics
     assert "relctl_command_duration_seconds_bucket" in metrics
     spec = ok(api.get("/openapi.json"))
-    assert "/v1/resolve" in spec["paths"] and "/v1/rollouts/{rollout_id}/{action}" in spec["paths"]
+    assert "/v1/resolve" in spec["paths"]
+    # one operation per rollout command (the paths the CLI has always posted to)
+    for action in ("start", "advance", "pause", "resume", "freeze", "rollback", "complete"):
+        assert "post" in spec["paths"][f"/v1/rollouts/{{rollout_id}}/{action}"], action
 
 
 def test_tokens_never_land_in_events(server: Server, runtime: Runtime, pg_url: str) -> None:

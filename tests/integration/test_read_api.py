@@ -11,8 +11,6 @@ import pytest
 import typer
 import uvicorn
 from relctl.entrypoints.api.app import create_api
-from relctl.entrypoints.api.auth import Authenticator
-from relctl.entrypoints.api.read import read_router
 from relctl.entrypoints.cli_read import read_app
 from relctl.infra.bootstrap import Runtime
 from relctl.infra.embedded import free_port
@@ -35,7 +33,6 @@ def client(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.
     thread = threading.Thread(target=projectors.run, args=(stop,), kwargs={"idle_wait": 0.2})
     thread.start()
     api = create_api(runtime)
-    api.include_router(read_router(runtime, Authenticator(runtime.tokens)))
     token = runtime.tokens.create("root", "admin", created_by="tests")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port,

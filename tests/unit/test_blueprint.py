@@ -346,3 +346,26 @@ def test_second_blueprint_with_the_same_name_collides() -> None:
     with pytest.raises(ConflictError, match="changed concurrently"):
         app.create_blueprint("qa-default", stages((20, 80)), OTHER, REASON)
     assert notification_count(app) == before
+
+
+# ---- bounded weights ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("weight", [101, "1e1000000", 1e308, -1, "0.0000001", float("inf")])
+def test_weights_are_bounded(weight: Any) -> None:
+    with pytest.raises(ValidationError, match="weight"):
+        normalize_stages([{"name": "s", "weight": weight,
+                           "behaviours": [{"name": "b", "weight": 100}]}])
+
+
+def test_weights_keep_their_stored_form() -> None:
+    stored = normalize_stages([{"name": "s", "weight": 100, "behaviours": [
+        {"name": "a", "weight": 33.5}, {"name": "b", "weight": "66.5"}]}])
+    assert stored[0]["weight"] == "100"
+    assert [b["weight"] for b in stored[0]["behaviours"]] == ["33.5", "66.5"]
+
+
+def test_a_stored_overflowing_weight_still_reads() -> None:
+    stages_ = [{"name": "s", "weight": "1E+1000000", "behaviours": [
+        {"name": "b", "weight": "100", "critical": False, "required": False, "rule": ""}]}]
+    problems = weight_problems(stages_)
+    assert len(problems) == 1 and "stage weights sum to" in problems[0]

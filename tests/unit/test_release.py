@@ -167,7 +167,7 @@ def test_full_spec_round_trips_into_the_release() -> None:
 
 
 def test_draft_validates_a_directly_built_spec() -> None:
-    bad = ReleaseSpec(**{**spec(), "temperature": 5})
+    bad = ReleaseSpec.model_construct(**{**spec(), "temperature": 5})  # unvalidated
     with pytest.raises(ValidationError, match="temperature"):
         Release.draft(TASK, 1, bad, ACTOR, REASON)
 
@@ -500,3 +500,49 @@ def test_frozen_content_through_the_application() -> None:
         app.revise_release(TASK, 1, spec(prompt_template="too late"), ACTOR, REASON)
     assert notification_count(app) == before
     assert app.release(TASK, 1).content["prompt_template"] == "still a draft"
+
+
+# ---- bounded, valid JSON Schemas and text --------------------------------------------------
+
+def _chain(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "number"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"p": schema}}
+    return schema
+
+
+@pytest.mark.parametrize(("schema", "message"), [
+    ({"type": "objekt"}, "not a valid JSON Schema"),
+    ({"type": "object", "minProperties": -1}, "not a valid JSON Schema"),
+    (_chain(20), "nested more than 32 levels"),
+    ({"type": "object", "description": "x" * 70_000}, "the limit is 65536"),
+])
+def test_output_schema_must_be_a_bounded_json_schema(schema: dict[str, Any],
+                                                     message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ReleaseSpec.from_dict(spec(output_schema=schema))
+
+
+def test_a_schema_within_the_bounds_is_accepted() -> None:
+    assert ReleaseSpec.from_dict(spec(output_schema=_chain(15))).output_schema == _chain(15)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("prompt_template", "score\x00it"), ("model_name", "gpt\x07"), ("model_name", "g" * 201),
+    ("prompt_template", "x" * 200_001), ("release_notes", {"why": "a\ud800"}),
+])
+def test_text_fields_refuse_control_characters_and_excess(field: str, value: Any) -> None:
+    with pytest.raises(ValidationError):
+        ReleaseSpec.from_dict(spec(**{field: value}))
+
+
+def test_stored_content_reads_back_without_revalidation() -> None:
+    release = draft()
+    release.content = {**release.content, "output_schema": _chain(40)}  # as if stored earlier
+    assert release.spec.output_schema == _chain(40)
+
+
+@pytest.mark.parametrize("reason", ["why\x00not", "x" * 2001, "bell\x07"])
+def test_reasons_are_bounded_text(reason: str) -> None:
+    with pytest.raises(ValidationError, match="reason"):
+        Release.draft(TASK, 1, ReleaseSpec.from_dict(spec()), ACTOR, reason)

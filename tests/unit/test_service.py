@@ -128,7 +128,7 @@ REFUSALS: dict[str, tuple[Command, type[Exception], str]] = {
     "promote-back": (lambda app, _, a, r: app.promote_release(TASK, 2, "Draft", a, r),
                      ConflictError, "only moves forward"),
     "register-twice": (lambda app, _, a, r: app.register_tenant("acme", "A", "general", a, r),
-                       ConflictError, "changed concurrently"),
+                       ConflictError, "tenant .acme. already exists"),
     "move-same": (lambda app, _, a, r: app.move_tenant("acme", "general", a, r),
                   ConflictError, "already in cohort general"),
     "unknown-tenant": (lambda app, _, a, r: app.move_tenant("nobody", "internal", a, r),

@@ -292,3 +292,9 @@ def test_tenant_commands_need_attribution(actor: str, reason: str) -> None:
             command()
     assert t.collect_events() == []
     assert t.summary() == before
+
+
+@pytest.mark.parametrize("name", ["a\x00", "bell\x07", "n" * 201, "\ud800"])
+def test_tenant_names_are_bounded_text(name: str) -> None:
+    with pytest.raises(ValidationError, match="tenant name"):
+        Tenant.register("acme", name, "general", ACTOR, REASON)
