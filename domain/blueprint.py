@@ -1,6 +1,6 @@
 """Blueprint: stages of behaviours with weights, compiled into immutable numbered versions.
 
-Seed 002 §3.3 and §7: weights must sum to exactly 100, critical rules need double confirmation,
+Weights must sum to exactly 100, critical rules need double confirmation,
 and a compiled version is never mutated — publishing always creates a new number, and versions
 coexist so evaluations can reference exactly the one they ran.
 """

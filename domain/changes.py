@@ -1,4 +1,4 @@
-"""Classifying a new release against the previous one (seed 000: "new version = new task").
+"""Classifying a new release against the previous one ("new version = new task").
 
 A change that can shift what downstream consumers read (output schema keys or types) or how a
 call is scored (blueprint weights, critical rules) is breaking. A breaking change is refused as a

@@ -52,19 +52,19 @@ class EvaluationRecord(BaseModel):
       rollout arm produced the score, so guards compare candidate with baseline per tenant
       cohort; ``tenant:call_id:arm`` is the record's identity for de-duplication.
     - What ran (``prompt_version``, ``prompt_hash``, ``model_provider``, ``model_version``,
-      ``temperature``, ``seed``, ``blueprint_version_id``): seed 002 §6.1 "every evaluation must
-      record", and seed 003's trace requirement of the *concrete* model identity (an alias such
-      as ``latest`` is refused: it logs a rumour, not a version) and the prompt hash.
+      ``temperature``, ``seed``, ``blueprint_version_id``): what every evaluation must record,
+      with the *concrete* model identity (an alias such as ``latest`` is refused: it logs a
+      rumour, not a version) and the prompt hash.
     - Outcome and trust (``outcome``, ``fallback_used``, ``schema_valid``, ``repaired``,
-      ``validator_outcomes``, ``human_review_requested``, ``confidence``): seed 002 §4.1's model
-      errors, fallback rate, confidence distribution and human review rate; seed 003's schema
+      ``validator_outcomes``, ``human_review_requested``, ``confidence``): the pipeline's model
+      errors, fallback rate, confidence distribution and human review rate; the schema
       validation result, repair/coercion events and validator outcomes.
     - Scores (``score``, ``category_scores``, ``categories``, ``critical_detections``) and the
       human reference (``human_*``): score deltas against baseline, shadow and human review.
     - Cost and load (``latency_ms``, ``tokens``, ``cost_usd``, ``queue_wait_ms``,
-      ``queue_depth``, ``transcription_confidence``): seed 002 §4.1's latency percentiles,
-      tokens used, cost per run, queue depth and wait time, transcription confidence.
-    - ``correlation_id`` joins worker logs (seed 002 §4.3); ``occurred_at`` must carry a
+      ``queue_depth``, ``transcription_confidence``): latency percentiles, tokens used, cost
+      per run, queue depth and wait time, transcription confidence.
+    - ``correlation_id`` joins worker logs; ``occurred_at`` must carry a
       timezone, because windows and "what ran at time X" are comparisons of instants.
     """
 

@@ -5,7 +5,7 @@ is the pure core: per-call trace records in, metrics, gate outcomes and a bundle
 decision whether a release may pass. Outcomes follow the guard evaluator's habit: too few
 cases for a threshold is ``Inconclusive``, and Inconclusive is never Passed.
 
-Gate classes (seed 003): ``Block`` refuses promotion while failing or inconclusive;
+Gate classes: ``Block`` refuses promotion while failing or inconclusive;
 ``Conditional`` needs an explicit acknowledgement with a reason; ``Signal`` is reported only.
 An admin break-glass override passes anything and is recorded with its reason.
 """

@@ -1,7 +1,7 @@
 """Guard rules attached to a rollout: what breaks it, how sure we must be, and what happens.
 
 A rule states a *breach* condition (``llm_error_rate > 0.01``) over a window, with a minimum
-number of samples and a for-duration, and a gate class (seed 003) that says what a breach does:
+number of samples and a for-duration, and a gate class that says what a breach does:
 RollbackTrigger rolls back, Block freezes, Conditional pauses, Signal only alerts. Rules are
 validated and stored when a rollout is planned; the live guard evaluates them.
 """
@@ -21,7 +21,7 @@ GUARD_ACTOR = "relctl-guard"
 
 
 class GateClass(StrEnum):
-    """What a breach of the rule does (seed 003); the values are the stored strings."""
+    """What a breach of the rule does; the values are the stored strings."""
 
     ROLLBACK_TRIGGER = "RollbackTrigger"
     BLOCK = "Block"
@@ -57,7 +57,7 @@ COMPARATORS: tuple[Comparator, ...] = tuple(Comparator)
 _GATE_VALUES = tuple(g.value for g in GateClass)
 _COMPARATOR_VALUES = tuple(c.value for c in Comparator)
 
-# Metrics a guard can watch (seed 002 §3.1, §4.1; seed 003 trace fields). Rates are fractions.
+# Metrics a guard can watch (accuracy gates, pipeline metrics, trace fields). Rates are fractions.
 RATE_METRICS = frozenset({
     "llm_error_rate", "transcription_error_rate", "fallback_rate", "human_review_rate",
     "schema_invalid_rate", "repair_rate", "category_agreement",

@@ -2,8 +2,9 @@
 
 Why the de-duplication state lives here, beside the statistics it guards
 ------------------------------------------------------------------------
-Delivery is at least once on every hop and the broker offers no transactions (DESIGN.md), so
-each place that could remember "already counted" must be checked against every crash point:
+Delivery is at least once on every hop and the broker offers no transactions (Tansu has no
+idempotent producer), so each place that could remember "already counted" must be checked
+against every crash point:
 
 - Stage 1 (tenant-keyed evaluations) sends partials and only later commits its input offsets;
   Faust flushes its producer before it commits (``Consumer._commit_offsets``), so after a crash

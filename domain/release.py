@@ -1,7 +1,8 @@
 """Release: an immutable artifact that fully describes what scores a call for one task.
 
-Seed 001 asks for a prompt *artifact*, not a text snippet; seed 003 asks that the model identity
-be the concrete resolved version, never an alias; seed 002 §6 gives the lifecycle. Content is
+A prompt is versioned as an *artifact* (template, model, temperature, seed, schema, blueprint),
+not a text snippet; the model identity is the concrete resolved version, never an alias; the
+lifecycle is Draft -> InternalTest -> Beta -> Stable -> Deprecated. Content is
 editable only while Draft, so anything that ever ran in front of a customer can be reproduced.
 """
 

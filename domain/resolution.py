@@ -2,7 +2,7 @@
 
 A pure function of the control state. The state is a fold of the control events, so resolving
 "as of" an instant is folding the events recorded up to that instant: changes apply to
-conversations that start after them (seed 000), and a backfill is a separate, deliberate act.
+conversations that start after them, and a backfill is a separate, deliberate act.
 
 Precedence, most specific first: an unexpired pin, a tenant override, the task's active
 rollout (candidate if the tenant is in the current step, baseline otherwise; in shadow mode

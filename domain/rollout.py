@@ -1,7 +1,7 @@
 """Rollout: moving one task from a baseline release to a candidate, step by step.
 
-Steps are percentages of tenants (seed 002 §6.2: 10 -> 25 -> 50 -> 100) or named cohorts (the
-stages A-D of seed 002 §1.2). The state machine only allows transitions that make sense, and the
+Steps are percentages of tenants (typically 10 -> 25 -> 50 -> 100) or named cohorts (internal,
+closed beta, open beta, general). The state machine only allows transitions that make sense, and the
 commands an automatic guard issues (pause, freeze, roll back) are idempotent: repeating one is a
 no-op that says so, so redelivered decisions never produce a second event.
 """

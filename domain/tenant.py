@@ -1,8 +1,8 @@
 """Tenant: per-company feature flags, overrides, pins and cohort.
 
-Seed 002 §1.1 fixes the flag list (turn features on or off per company without redeploying);
-seed 000 asks for an overrides inventory with who and why and a reset to defaults; seed 002
-§6.2 lets a customer pin an older version for 30-60 days.
+Five flags turn features on or off per company without redeploying; overrides record who and
+why, for an overrides inventory and a reset to defaults; a customer may pin an older version
+for 1-60 days (30 by default).
 """
 
 from datetime import datetime, timedelta
@@ -26,8 +26,8 @@ class Flag(StrEnum):
 
 
 class Cohort(StrEnum):
-    """Rollout stages A-D of seed 002 §1.2, in order: a tenant in an earlier cohort is included
-    in every later step."""
+    """Rollout stages in order (internal alpha, closed beta, open beta, general): a tenant in
+    an earlier cohort is included in every later step."""
 
     INTERNAL = "internal"
     CLOSED_BETA = "closed_beta"

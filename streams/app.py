@@ -6,7 +6,7 @@ table, :mod:`~relctl.streams.agents` the two agents and the housekeeping timer,
 :mod:`~relctl.streams.control` the control follower, :mod:`~relctl.streams.metrics` the
 Prometheus metrics.
 
-Settings that matter on the embedded broker (../shared/DESIGN.md): session and rebalance
+Settings that matter on the embedded broker (measured on Tansu): session and rebalance
 timeouts of 6 s with a 1 s heartbeat make a worker join its group in seconds rather than ~30 s.
 Delivery is at least once (the embedded broker has no idempotent producer, so no
 ``exactly_once``): duplicates are absorbed by stable ids and idempotent commands.
