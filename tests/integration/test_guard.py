@@ -242,7 +242,9 @@ def test_the_same_stream_gives_the_same_counts_and_verdicts_however_delivered(
         deliveries = 240
     else:
         deliveries = 120 * sends
-    wait_until(lambda: window_count(worker, task, 2) == 120, timeout=60,
+    # A restarted worker rejoins its group and recovers its table first: give it longer.
+    wait_until(lambda: window_count(worker, task, 2) == 120,
+               timeout=120 if delivery == "sigkill-then-resent" else 60,
                what="120 evaluations in the candidate's window")
     if delivery != "sigkill-then-resent":
         wait_until(lambda: (worker.metric("relctl_guard_duplicates_total") or 0)
