@@ -3,7 +3,10 @@
 Stage 1 (``attribute``) decodes producers' evaluations, attributes them to rollout arms and
 sends per-scope partial aggregates; what cannot be attributed goes to the dead-letter topic
 (after a short grace for releases the control index does not know yet). Stage 2 (``guard``)
-merges partials into the guard state and publishes the decisions and alerts it yields.
+merges partials into the guard state and publishes the decisions, alerts and verdict changes it
+yields. A short timer (:meth:`GuardAgent.tick`) also asks stage 2 to judge every guarded rollout
+without traffic, so verdicts and decisions (a for-duration that completes, evaluations that came
+before the rollout was known) do not wait for the next record.
 """
 
 import asyncio
@@ -14,10 +17,11 @@ from typing import Any
 
 from relctl.adapters import ingest
 from relctl.adapters.alertmanager import AlertmanagerSender
-from relctl.adapters.cloudevents import alert_record, dead_letter
+from relctl.adapters.cloudevents import alert_record, dead_letter, verdict_record
 from relctl.adapters.commands import command_record
 from relctl.domain.alerts import AlertKind
-from relctl.streams.attribute import Attributor, Partial
+from relctl.domain.verdicts import VerdictChanges
+from relctl.streams.attribute import Attributor, Partial, task_scope
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.grace import Grace
 from relctl.streams.guard import Guard, GuardResult
@@ -34,6 +38,7 @@ from relctl.streams.metrics import (
     PROCESSED,
     REJECTED,
     TENANT_WINDOWS,
+    VERDICTS,
 )
 from relctl.streams.topics import WorkerTopics
 
@@ -118,7 +123,8 @@ class AttributeAgent:
 
 
 class GuardAgent:
-    """Stage 2: partials in, decisions (relctl.commands) and alerts (relctl.alerts) out."""
+    """Stage 2: partials in; decisions (relctl.commands), alerts (relctl.alerts) and verdict
+    changes (relctl.verdicts) out."""
 
     def __init__(self, guard: Guard, topics: WorkerTopics, ready: asyncio.Event,
                  alertmanager: AlertmanagerSender | None) -> None:
@@ -126,7 +132,21 @@ class GuardAgent:
         self.topics = topics
         self.ready = ready
         self.alertmanager = alertmanager
+        self.changes = VerdictChanges()
         self._background: set[asyncio.Task[None]] = set()
+
+    async def tick(self) -> None:
+        """Judge every guarded rollout now, traffic or not.
+
+        Sends an empty partial per guarded task to the partials topic rather than judging
+        here: the worker that owns the task's partition judges it in its stream, the only
+        place its table may be written."""
+        if not self.ready.is_set():
+            return
+        index = self.guard.index
+        for task in [task for task in index.active if index.guarded_rollout(task)]:
+            scope = task_scope(task)
+            await self.topics.partials.send(key=scope.encode(), value=Partial(scope).encode())
 
     async def run(self, stream: Any) -> None:
         await self.ready.wait()
@@ -146,6 +166,10 @@ class GuardAgent:
         for verdict in outcome.verdicts:
             GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
                 OUTCOME_CODE[verdict.outcome])
+        for change in self.changes.changed(outcome.rule_verdicts):
+            key, value, headers = verdict_record(change.model_dump(mode="json"))
+            await self.topics.verdicts.send(key=key, value=value, headers=headers)
+            VERDICTS.labels(change.outcome).inc()
         for command in outcome.commands:
             key, value, headers = command_record(command.wire())
             await self.topics.commands.send(key=key, value=value, headers=headers)
