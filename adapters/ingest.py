@@ -14,6 +14,7 @@ in one call; only when that fails does it fall back to one item at a time to fin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 SOURCE = "urn:relctl:producer"
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-REASON_KINDS = ("json", "schema", "oversize", "unauthorized", "unknown_release", "type")
+REASON_KINDS = ("json", "schema", "oversize", "unauthorized", "unknown_release", "type",
+                "stale", "future", "trace_contract")
 MAX_LISTED_ERRORS = 8
 
 ACCEPTED = Counter("relctl_evaluations_accepted_total",
@@ -73,10 +75,56 @@ class Decoded:
     # Position of each record in the producer's input (None for a single record), so later
     # checks (tenant, release) can still tell a producer which item of its batch failed.
     indexes: list[int | None] = field(default_factory=list)
+    # The input as received: what a later rejection dead-letters (see Origin).
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.indexes) != len(self.records):
             self.indexes = [None] * len(self.records)
+
+    def origins(self, source: str) -> list[Origin]:
+        return [Origin(source, self.raw, index) for index in self.indexes]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record came from: the input it was in (a Kafka record's value, an HTTP body)
+    and its position there, so a later rejection dead-letters the bytes as received."""
+
+    source: str
+    raw: bytes
+    index: int | None = None
+
+    def received(self) -> bytes:
+        return self.raw if self.index is None else item_bytes(self.raw, self.index)
+
+
+# JSON strings (with their escapes) and the structural characters outside them.
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def item_bytes(value: bytes, index: int) -> bytes:
+    """The exact bytes of element ``index`` of the JSON array ``value`` (b"" if absent).
+    Only rejections call it, so the scan costs nothing on the accepting path."""
+    depth, current, begin = 0, 0, 0
+    for match in _TOKENS.finditer(value):
+        token = match.group()
+        if token[:1] == b'"':
+            continue
+        if token in (b"[", b"{"):
+            if depth == 0:
+                begin = match.end()
+            depth += 1
+        elif token in (b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                return value[begin:match.start()].strip() if current == index else b""
+        elif depth == 1:
+            if current == index:
+                return value[begin:match.start()].strip()
+            current += 1
+            begin = match.end()
+    return b""
 
 
 # ---- decoding ------------------------------------------------------------------------------
@@ -89,7 +137,9 @@ def decode(value: bytes, headers: Headers) -> Decoded:
         return Decoded([], [Rejected(f"not valid JSON: value is a {type(value).__name__}",
                                      b"", None, "json")])
     try:
-        return _decode(raw, _normalize(headers))
+        decoded = _decode(raw, _normalize(headers))
+        decoded.raw = raw
+        return decoded
     except Exception as exc:  # a bug here must cost one message, never the worker
         return Decoded([], [Rejected(f"could not decode: {type(exc).__name__}: {exc}",
                                      raw, None, "schema")])
@@ -185,34 +235,35 @@ def _batch(value: bytes, envelopes: bool) -> Decoded:
     data: list[dict[str, Any]] = []
     positions: list[int] = []
     for index, item in enumerate(items):
-        record, problem = _batch_item(item, index, envelopes, check_sizes)
+        record, problem = _batch_item(item, index, envelopes, check_sizes, value)
         if record is not None:
             data.append(record)
             positions.append(index)
         elif problem is not None:
             rejected.append(problem)
-    return _validate_many(items, data, positions, rejected)
+    return _validate_many(value, data, positions, rejected)
 
 
-def _batch_item(item: Any, index: int, envelopes: bool,
-                check_size: bool) -> tuple[dict[str, Any] | None, Rejected | None]:
+def _batch_item(item: Any, index: int, envelopes: bool, check_size: bool,
+                value: bytes) -> tuple[dict[str, Any] | None, Rejected | None]:
     """The record data of one batch item, or why it is not one."""
     if check_size:
         size = len(orjson.dumps(item))
         if size > MAX_RECORD_BYTES:
-            return None, Rejected(_record_too_big(size), orjson.dumps(item), index, "oversize")
+            return None, Rejected(_record_too_big(size), item_bytes(value, index), index,
+                                  "oversize")
     if envelopes:
         data, kind, problem = _unwrap(item)
         if data is None:
-            return None, Rejected(problem, orjson.dumps(item), index, kind)
+            return None, Rejected(problem, item_bytes(value, index), index, kind)
         return data, None
     if not isinstance(item, dict):
         return None, Rejected(f"expected a JSON object, got {_json_kind(item)}",
-                              orjson.dumps(item), index, "schema")
+                              item_bytes(value, index), index, "schema")
     return item, None
 
 
-def _validate_many(items: list[Any], data: list[dict[str, Any]], positions: list[int],
+def _validate_many(value: bytes, data: list[dict[str, Any]], positions: list[int],
                    rejected: list[Rejected]) -> Decoded:
     """All of ``data`` validated in one call; one at a time only if some item is bad."""
     try:
@@ -229,8 +280,7 @@ def _validate_many(items: list[Any], data: list[dict[str, Any]], positions: list
             records.append(EvaluationRecord.from_mapping(item))
             kept.append(index)
         except SchemaError as exc:
-            original = orjson.dumps(items[index])
-            rejected.append(Rejected(_explain(exc), original, index, "schema"))
+            rejected.append(Rejected(_explain(exc), item_bytes(value, index), index, "schema"))
     rejected.sort(key=_position)
     return Decoded(records, rejected, kept)
 
@@ -297,9 +347,14 @@ def _encoded(record: EvaluationRecord) -> bytes:
     return orjson.dumps(record.model_dump(mode="json"))
 
 
+def original_bytes(record: EvaluationRecord) -> bytes:
+    """A record's normalised encoding: only where the bytes as received are not at hand."""
+    return _encoded(record)
+
+
 def _split(
     records: Sequence[EvaluationRecord], indexes: Sequence[int | None] | None,
-    problem: Callable[[EvaluationRecord], str | None], kind: str,
+    problem: Callable[[EvaluationRecord], str | None], kind: str, raw: bytes = b"",
 ) -> tuple[list[EvaluationRecord], list[int | None], list[Rejected]]:
     where = list(indexes) if indexes is not None else [None] * len(records)
     ok: list[EvaluationRecord] = []
@@ -311,8 +366,8 @@ def _split(
             ok.append(record)
             ok_indexes.append(index)
         else:
-            # The record was valid, so its normalised encoding is the faithful original.
-            rejected.append(Rejected(reason, _encoded(record), index, kind))
+            original = Origin("", raw, index).received() if raw else _encoded(record)
+            rejected.append(Rejected(reason, original, index, kind))
     return ok, ok_indexes, rejected
 
 
@@ -357,14 +412,14 @@ def screen(decoded: Decoded, principal: Principal | None,
     records, indexes, rejected = decoded.records, decoded.indexes, list(decoded.rejected)
     if principal is not None:
         records, indexes, more = _split(records, indexes, _producer_problem(principal),
-                                        "unauthorized")
+                                        "unauthorized", decoded.raw)
         rejected += more
     if known is not None:
         records, indexes, more = _split(records, indexes, _release_problem(known),
-                                        "unknown_release")
+                                        "unknown_release", decoded.raw)
         rejected += more
     rejected.sort(key=_position)
-    return Decoded(records, rejected, indexes)
+    return Decoded(records, rejected, indexes, decoded.raw)
 
 
 # ---- encoding: what producers send, and what the DLQ keeps ---------------------------------

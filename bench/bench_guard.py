@@ -10,7 +10,9 @@ evaluation), then measures in the same run:
 2. raw + validate: the same, plus pydantic validation of every evaluation (relctl's decoder);
 3. worker: one `relctl worker` process (Faust) doing decode, validation, attribution to the
    rollout arm, windowing and guard evaluation, timed from its first processed evaluation to
-   its last (read from its Prometheus counter), so group join time is excluded.
+   its last (read from its Prometheus counter), so group join time is excluded;
+4. the same worker with de-duplication off (RELCTL_BENCH_GUARD_DEDUP=0, for benchmarks only),
+   reading the same topic in a fresh consumer group.
 """
 
 import argparse
@@ -30,6 +32,7 @@ from relctl.adapters.config import Settings
 from relctl.adapters.kafka import ensure_topics, make_producer, topic_specs
 from relctl.domain.evaluation import EvaluationRecord
 from relctl.infra.bootstrap import bootstrap
+from relctl.streams.app import DEDUP_ENV
 
 from bench.common import services
 from tests.integration.guard_helpers import (
@@ -89,10 +92,13 @@ async def raw_consume(bootstrap_servers: str, topic: str, partitions: int, n: in
     return elapsed
 
 
-def worker_rate(runtime, n: int, log_dir: Path, count: int = 1) -> float:  # type: ignore[no-untyped-def]
+def worker_rate(runtime, n: int, log_dir: Path, count: int = 1,  # type: ignore[no-untyped-def]
+                dedup: bool = True) -> float:
     """Evaluations/s of ``count`` workers in one consumer group, first to last processed."""
     app_id = f"{runtime.settings.topic_prefix}-guard-{uuid.uuid4().hex[:6]}"
     workers = [WorkerProcess(runtime, log_dir, app_id=app_id) for _ in range(count)]
+    for worker in workers:
+        worker.env[DEDUP_ENV] = "1" if dedup else "0"
     for worker in workers:
         worker.start()
     if os.environ.get("BENCH_PROFILE"):  # optional: sample the first worker with py-spy
@@ -146,6 +152,7 @@ def main() -> None:
         validated = args.n / asyncio.run(raw_consume(kafka or "", topic, partitions, args.n,
                                                      True))
         worker = worker_rate(runtime, args.n, Path(scratch), args.workers)
+        plain = worker_rate(runtime, args.n, Path(scratch), args.workers, dedup=False)
         plane.stop()
         runtime.close()
     print(f"raw aiokafka consume + orjson decode: {raw:10.0f} evaluations/s")
@@ -154,6 +161,8 @@ def main() -> None:
     print(f"relctl worker x{args.workers} (attribute, window, guard): {worker:6.0f} "
           f"evaluations/s ({worker / raw:.1%} of raw, {worker / validated:.0%} of raw + "
           "validate)")
+    print(f"  same, de-duplication off (benchmark only): {plain:6.0f} evaluations/s "
+          f"({plain / raw:.1%} of raw; de-dup costs {1 - worker / plain:.0%})")
 
 
 if __name__ == "__main__":

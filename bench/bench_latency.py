@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from relctl.adapters.ingest import to_kafka
 from relctl.adapters.kafka import make_producer
 from relctl.domain.evaluation import EvaluationRecord
+from relctl.domain.release import prompt_hash
 from relctl.infra.embedded import free_port, wait_for_port
 
 from bench.common import percentile
@@ -72,8 +73,9 @@ class Bench:
         while read_metric(self.metrics_port, "relctl_worker_rollout_state", rollout=rollout) != 1:
             assert time.monotonic() < deadline, "the worker never saw the rollout start"
             await asyncio.sleep(0.01)
-        records = [EvaluationRecord.from_mapping(evaluation(task, 2, i, tenant="acme",
-                                                            error=True)) for i in range(20)]
+        records = [EvaluationRecord.from_mapping(evaluation(
+            task, 2, i, tenant="acme", error=True, prompt_hash=prompt_hash(task)))
+            for i in range(20)]
         processed = read_metric(self.metrics_port, "relctl_worker_evaluations_processed_total") or 0
         for record in records[:19]:
             key, value, headers = to_kafka(record)

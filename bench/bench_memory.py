@@ -7,6 +7,11 @@ evaluations spread over T tenants and R releases, each (release, tenant) getting
 a minute for 15 minutes (so every per-tenant window holds its steady-state three five-minute
 buckets), and reports the Python heap they hold (tracemalloc) and the process RSS, per active
 window. No broker is involved: the figure is the state a worker keeps, not Faust's buffers.
+
+Each size is measured twice in the same run, with de-duplication on (the product) and off
+(``Guard(dedup=False)``: no identities kept), so the difference is what de-duplication costs per
+(release, tenant) window: the 64-bit identities in the stage-2 entries (and their in-memory
+set), and stage 1's per-tumbling-window identity sets for the tenant windows.
 """
 
 import gc
@@ -23,12 +28,13 @@ from relctl.streams.guard import DictStore, Guard
 from tests.integration.guard_helpers import evaluation
 
 
-def measure(tenants: int, releases: int, minutes: int = 15) -> tuple[int, float, int]:
+def measure(tenants: int, releases: int, minutes: int = 15,
+            dedup: bool = True) -> tuple[int, float, int]:
     gc.collect()
     tracemalloc.start()
     index = ControlIndex()
     attributor = Attributor(index)
-    guard = Guard(index, DictStore(), DEFAULT_RULES)
+    guard = Guard(index, DictStore(), DEFAULT_RULES, dedup=dedup)
     start = datetime.now(UTC) - timedelta(minutes=minutes)
     template = evaluation("mem", 1, 0)
     call = 0
@@ -43,6 +49,8 @@ def measure(tenants: int, releases: int, minutes: int = 15) -> tuple[int, float,
                     "call_id": f"c{call}", "occurred_at": at, "latency_ms": 800 + call % 900}))
         for partial in attributor.process(batch):
             guard.handle(partial, datetime.now(UTC).timestamp())
+        if not dedup:
+            attributor.tenant_seen.clear()  # the stage-1 identities too
         del batch
     gc.collect()
     current, _ = tracemalloc.get_traced_memory()
@@ -52,10 +60,14 @@ def measure(tenants: int, releases: int, minutes: int = 15) -> tuple[int, float,
 
 
 def main() -> None:
-    print(f"{'windows':>8} {'heap MiB':>9} {'KiB/window':>11} {'max RSS MiB':>12}")
+    print(f"{'windows':>8} {'heap MiB':>9} {'KiB/window':>11} {'no-dedup KiB/window':>20} "
+          f"{'dedup KiB/window':>17} {'max RSS MiB':>12}")
     for tenants, releases in ((100, 2), (500, 2), (1000, 2), (2500, 2), (5000, 2)):
+        _, plain, _ = measure(tenants, releases, dedup=False)
         windows, heap, rss = measure(tenants, releases)
-        print(f"{windows:8d} {heap:9.1f} {heap * 1024 / windows:11.2f} {rss / 1024:12.0f}")
+        per, per_plain = heap * 1024 / windows, plain * 1024 / windows
+        print(f"{windows:8d} {heap:9.1f} {per:11.2f} {per_plain:20.2f} {per - per_plain:17.2f} "
+              f"{rss / 1024:12.0f}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from relctl.infra.embedded import (
     stop_pid,
     wait_or_kill,
 )
+from relctl.infra.projector import RunningProjectors, start_projectors
 from relctl.infra.stackfile import (
     LOCK_FILE,
     STACK_FILE,
@@ -131,6 +132,7 @@ class Stack:
         self.guardian: subprocess.Popen[bytes] | None = None
         self.broker: EmbeddedBroker | None = None
         self.runtime: Runtime | None = None
+        self.projectors: RunningProjectors | None = None
         self._lock_fd: int | None = None
         self.serving = False  # the event loop waits for a stop (start-up is over)
 
@@ -247,6 +249,10 @@ class Stack:
     def stop_services(self) -> None:
         """Close the pool first (a request blocked on it fails instead of holding the stop),
         then stop the children: workers, broker, PostgreSQL."""
+        if self.projectors is not None:
+            logger.info("stopping: projectors")
+            self.projectors.stop(timeout=5)
+            self.projectors = None
         if self.runtime is not None:
             logger.info("stopping: closing the database connections")
             with contextlib.suppress(Exception):
@@ -296,6 +302,7 @@ class Stack:
         settings = self.start_services()
         self.runtime = runtime = bootstrap(settings)
         ensure_admin_token(runtime, self.data_dir, self.say)
+        self.projectors = start_projectors(runtime.app, settings)
         loop = asyncio.get_running_loop()
         relay = runtime.relay if self.relay else None
 

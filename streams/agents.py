@@ -12,7 +12,7 @@ before the rollout was known) do not wait for the next record.
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from relctl.adapters import ingest
@@ -20,6 +20,8 @@ from relctl.adapters.alertmanager import AlertmanagerSender
 from relctl.adapters.cloudevents import alert_record, dead_letter, verdict_record
 from relctl.adapters.commands import command_record
 from relctl.domain.alerts import AlertKind
+from relctl.domain.timeliness import explain, time_problem
+from relctl.domain.trace_contract import describe, violations
 from relctl.domain.verdicts import VerdictChanges
 from relctl.streams.attribute import Attributor, Partial, task_scope
 from relctl.streams.control_index import ControlIndex
@@ -31,14 +33,19 @@ from relctl.streams.metrics import (
     COHORT_WINDOW,
     CONSUMER_LAG,
     DECISIONS,
+    DUPLICATES,
     EVENT_AGE,
     GUARD_OUTCOME,
     HELD,
     OUTCOME_CODE,
+    PENDING_PAIRS,
     PROCESSED,
     REJECTED,
     TENANT_WINDOWS,
+    TOO_OLD,
+    TRACE_VIOLATIONS,
     VERDICTS,
+    WINDOW_EVALUATIONS,
 )
 from relctl.streams.topics import WorkerTopics
 
@@ -52,10 +59,16 @@ def _headers(raw: Any) -> dict[str, bytes]:
 
 
 class AttributeAgent:
-    """Stage 1: evaluations in, partial aggregates (and dead letters) out."""
+    """Stage 1: evaluations in, evidence rows per task (and dead letters) out.
+
+    A record becomes evidence only if its release is known (after a short grace), it is
+    dated inside the guard's retention and not beyond the clock-skew allowance, and it honours
+    its release's trace contract; everything else goes to the DLQ with its reason and the
+    bytes as received."""
 
     def __init__(self, index: ControlIndex, topics: WorkerTopics, ready: asyncio.Event,
-                 grace: Grace, batch_max: int, batch_within: float) -> None:
+                 grace: Grace, batch_max: int, batch_within: float,
+                 retention: Callable[[str], float]) -> None:
         self.index = index
         self.attributor = Attributor(index)
         self.topics = topics
@@ -63,12 +76,14 @@ class AttributeAgent:
         self.grace = grace
         self.batch_max = batch_max
         self.batch_within = batch_within
+        self.retention = retention
+        self._held_origins: dict[int, ingest.Origin] = {}
 
     async def run(self, stream: Any) -> None:
         await self.ready.wait()
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
             started = time.perf_counter()
-            records: list[Any] = []
+            accepted: list[tuple[Any, ingest.Origin]] = []
             dead: list[tuple[Any, str]] = []
             now = time.monotonic()
             for event in events:
@@ -76,26 +91,83 @@ class AttributeAgent:
                 decoded = ingest.decode(message.value or b"", _headers(message.headers))
                 source = f"kafka:{message.topic}/{message.partition}@{message.offset}"
                 dead += [(r, source) for r in decoded.rejected]
-                for record in decoded.records:
+                for record, origin in zip(decoded.records, decoded.origins(source),
+                                          strict=True):
                     if self.index.known_release(record.task, record.release):
-                        records.append(record)
+                        accepted.append((record, origin))
                     else:
-                        dead += self._unknown(self.grace.hold(record, source, now))
+                        dead += self._unknown(self._hold(record, origin, now))
             if self.grace:
                 ready, expired = self.grace.release(self.index.known_release, now)
-                records += ready
+                accepted += self._released(ready)
                 dead += self._unknown(expired)
-            await self.emit(records, dead, started)
+            records, refused, violated = self.screen(accepted, time.time())
+            await self.emit(records, dead + refused, started, violated)
+
+    def _hold(self, record: Any, origin: ingest.Origin, now: float) -> list[tuple[Any, str]]:
+        """Hold a record of a release the index does not know yet (its origin kept beside it,
+        so a dead letter carries the bytes as received); returns what overflowed."""
+        self._held_origins[id(record)] = origin
+        return self.grace.hold(record, origin.source, now)
+
+    def _released(self, ready: list[Any]) -> list[tuple[Any, ingest.Origin]]:
+        return [(record, self._held_origins.pop(id(record))) for record in ready]
+
+    def screen(self, accepted: list[tuple[Any, ingest.Origin]], now: float) -> tuple[
+            list[Any], list[tuple[Any, str]], dict[tuple[str, int], int]]:
+        """Keep what can be evidence for its release; the rest as dead letters, and the
+        trace-contract violations per (task, release) for stage 2's alert."""
+        kept: list[Any] = []
+        dead: list[tuple[Any, str]] = []
+        violated: dict[tuple[str, int], int] = {}
+        retentions: dict[str, float] = {}
+        for record, origin in accepted:
+            occurred = record.occurred_at.timestamp()
+            retention = retentions.get(record.task)
+            if retention is None:
+                retention = retentions[record.task] = self.retention(record.task)
+            problem = time_problem(occurred, now, retention)
+            if problem is not None:
+                dead.append((ingest.Rejected(explain(problem, occurred, now, retention),
+                                             origin.received(), origin.index, problem.value),
+                             origin.source))
+                continue
+            trace = self.index.trace(record.task, record.release)
+            fields = violations(record, trace) if trace is not None else ()
+            if trace is not None and fields:
+                for name in fields:
+                    TRACE_VIOLATIONS.labels(record.task, str(record.release), name).inc()
+                key = (record.task, record.release)
+                violated[key] = violated.get(key, 0) + 1
+                dead.append((ingest.Rejected(describe(record, trace, fields),
+                                             origin.received(), origin.index,
+                                             "trace_contract"), origin.source))
+                continue
+            kept.append(record)
+        return kept, dead, violated
 
     def _unknown(self, pairs: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
-        """Dead letters for records whose release is still unknown."""
-        return [(rejected, source) for record, source in pairs
-                for rejected in ingest.check_releases([record], self.index.known_release)[1]]
+        """Dead letters (the bytes as received) for records whose release is still unknown."""
+        dead: list[tuple[Any, str]] = []
+        for record, source in pairs:
+            origin = self._held_origins.pop(id(record), None) or ingest.Origin(source, b"")
+            if self.index.known_release(record.task, record.release):
+                continue
+            original = origin.received() if origin.raw else ingest.original_bytes(record)
+            dead.append((ingest.Rejected(f"unknown release {record.task} v{record.release}",
+                                         original, origin.index, "unknown_release"), source))
+        return dead
 
-    async def emit(self, records: list[Any], dead: list[tuple[Any, str]],
-                   started: float) -> None:
-        for partial in self.attributor.process(records):
-            await self.topics.partials.send(key=partial.scope.encode(), value=partial.encode())
+    async def emit(self, records: list[Any], dead: list[tuple[Any, str]], started: float,
+                   violated: dict[tuple[str, int], int] | None = None) -> None:
+        partials = {p.scope: p for p in self.attributor.process(records)}
+        for (task, release), count in (violated or {}).items():
+            scope = task_scope(task)
+            partial = partials.get(scope) or partials.setdefault(scope, Partial(scope))
+            partial.violations[release] = partial.violations.get(release, 0) + count
+        for partial in partials.values():
+            for part in partial.split():
+                await self.topics.partials.send(key=part.scope.encode(), value=part.encode())
         for rejected, source in dead:
             key, value, headers = ingest.dlq_record(rejected, source)
             await self.topics.dlq.send(key=key, value=value, headers=headers)
@@ -119,7 +191,9 @@ class AttributeAgent:
                 COHORT_WINDOW.labels(task, str(release), cohort, measure).set(value)
         if self.grace:  # no new traffic: still settle held evaluations
             ready, expired = self.grace.release(self.index.known_release, time.monotonic())
-            await self.emit(ready, self._unknown(expired), time.perf_counter())
+            dead = self._unknown(expired)
+            records, refused, violated = self.screen(self._released(ready), time.time())
+            await self.emit(records, dead + refused, time.perf_counter(), violated)
 
 
 class GuardAgent:
@@ -160,7 +234,24 @@ class GuardAgent:
                     f"kafka:{message.topic}/{message.partition}@{message.offset}")
                 await self.topics.dlq.send(key=event.key, value=value, headers=headers)
                 continue
-            await self.publish(self.guard.handle(partial, time.time()))
+            outcome = self.guard.handle(partial, time.time())
+            self._count(partial.scope)
+            await self.publish(outcome)
+
+    def _count(self, scope: str) -> None:
+        """Duplicates skipped, rows too old, and what the scope's windows now hold."""
+        applied = self.guard.last
+        DUPLICATES.inc(applied.duplicates)
+        TOO_OLD.inc(applied.expired)
+        state = self.guard.scopes.get(scope)
+        if state is None or state.ledger is None:
+            return
+        task = scope.partition("|")[2]
+        PENDING_PAIRS.labels(task).set(state.ledger.pending_pairs)
+        for arm, buckets in state.buckets.items():
+            release, _, produced = arm.partition("|")
+            WINDOW_EVALUATIONS.labels(task, release, produced).set(
+                sum(stats.count + stats.shadow_pairs for stats in buckets.values()))
 
     async def publish(self, outcome: GuardResult) -> None:
         for verdict in outcome.verdicts:

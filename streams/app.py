@@ -12,6 +12,8 @@ Delivery is at least once (the embedded broker has no idempotent producer, so no
 ``exactly_once``): duplicates are absorbed by stable ids and idempotent commands.
 """
 
+import logging
+import os
 from typing import Any
 
 import faust
@@ -29,7 +31,11 @@ from relctl.streams.tables import TableStore, changelog_spec, guard_table
 from relctl.streams.topics import worker_topics
 from relctl.streams.transport import register as register_transport
 
-__all__ = ["GuardWorker", "make_app", "worker_metrics"]
+__all__ = ["DEDUP_ENV", "GuardWorker", "make_app", "worker_metrics"]
+
+logger = logging.getLogger(__name__)
+# For the throughput benchmark only: count every delivery (a crash can then double-count).
+DEDUP_ENV = "RELCTL_BENCH_GUARD_DEDUP"
 
 # How often every guarded rollout is judged without traffic (a for-duration completes within
 # about this long after its end, and a rollout the index just learned is judged within it).
@@ -70,10 +76,14 @@ class GuardWorker:
         self.table = guard_table(app, settings.evaluation_partitions)
         self.index = ControlIndex()
         self.control = ControlFollower(settings, self.index)
-        self.guard = Guard(self.index, TableStore(self.table), alert_rules)
+        dedup = os.environ.get(DEDUP_ENV, "1") != "0"
+        if not dedup:
+            logger.warning("%s=0: evaluations are NOT de-duplicated (benchmark mode)", DEDUP_ENV)
+        self.guard = Guard(self.index, TableStore(self.table), alert_rules, dedup=dedup)
         self.attribute = AttributeAgent(
             self.index, self.topics, self.control.ready,
-            Grace(settings.unknown_release_grace_seconds), batch_max, batch_within)
+            Grace(settings.unknown_release_grace_seconds), batch_max, batch_within,
+            self.guard.retention)
         self.judge = GuardAgent(
             self.guard, self.topics, self.control.ready,
             AlertmanagerSender(alertmanager_url) if alertmanager_url else None)

@@ -1,5 +1,11 @@
 """Stage 1: fold evaluations into per-batch partial aggregates, one per task.
 
+Stage 1 ships one compact evidence row per evaluation (its identity hash and what the window
+statistics read), not pre-folded statistics: stage 2 counts each identity once, and only rows
+can be filtered one by one (see :mod:`relctl.domain.ledger` for why the de-duplication state
+lives at stage 2, and :mod:`relctl.domain.dedup` for the identity). Shadow pairs are made at
+stage 2 too, where their waiting halves are part of the changelogged state.
+
 Stage 1 deliberately does *not* decide which rollout arm an evaluation belongs to: an evaluation
 can reach the worker before the control event that started its rollout does (the producer
 resolved the candidate from PostgreSQL a moment before the relay published the start). Instead
@@ -9,21 +15,23 @@ has at that moment, so a late control event changes nothing that was counted.
 """
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from relctl.domain.dedup import Evidence
+from relctl.domain.ledger import PAIRS
 from relctl.domain.metrics import WindowStats
 from relctl.streams.control_index import ControlIndex
 
 BUCKET_SECONDS = 5.0
-SHADOW_PAIR_CAPACITY = 100_000
+# Rows per partial message: a row is ~100 bytes on the wire, so a partial stays far below a
+# broker's default 1 MiB message limit however big stage 1's batch was.
+MAX_PARTIAL_ROWS = 2000
 # Per-tenant windows are for drill-down, not for guards: five-minute tumbling windows, the
 # last three kept, cost a fraction of the guards' five-second buckets.
 TENANT_BUCKET_SECONDS = 300.0
 TENANT_WINDOW_SECONDS = 900.0
-PAIRS = "pairs"
 COHORT_MEASURES = ("count", "llm_error", "timeout", "transcription_error", "fallback",
                    "schema_invalid", "human_review")
 
@@ -36,6 +44,10 @@ def task_scope(task: str) -> str:
     return f"task|{task}"
 
 
+__all__ = ["BUCKET_SECONDS", "MAX_PARTIAL_ROWS", "PAIRS", "Attributor", "Partial", "arm_key",
+           "bucket_of", "task_scope"]
+
+
 def arm_key(release: int, arm: str) -> str:
     """Stats key inside a task scope: ``<release>|<production|shadow|sandbox|pairs>``."""
     return f"{release}|{arm}"
@@ -43,12 +55,22 @@ def arm_key(release: int, arm: str) -> str:
 
 @dataclass
 class Partial:
-    """Stats of one task from one batch: arm key -> bucket start -> WindowStats."""
+    """What one batch holds for one task.
+
+    ``rows``: arm key -> bucket start -> evidence rows, one per evaluation (what stage 1
+    sends; stage 2 counts each identity once). ``arms``: arm key -> bucket start -> pre-folded
+    WindowStats, counted as they are, without identities (tests and tools that build
+    windows directly). ``violations``: release -> records refused for breaking the release's
+    trace contract (stage 2 raises the alert)."""
 
     scope: str
     arms: dict[str, dict[int, WindowStats]] = field(default_factory=dict)
     watermark: float = 0.0
     evaluations: int = 0
+    rows: dict[str, dict[int, list[Evidence]]] = field(default_factory=dict)
+    violations: dict[int, int] = field(default_factory=dict)
+    # False on all but the last message of a split partial: stage 2 judges once per batch.
+    final: bool = True
 
     def stats(self, arm: str, bucket: int) -> WindowStats:
         buckets = self.arms.setdefault(arm, {})
@@ -57,11 +79,55 @@ class Partial:
             stats = buckets[bucket] = WindowStats()
         return stats
 
+    def add(self, arm: str, bucket: int, row: Evidence) -> None:
+        self.rows.setdefault(arm, {}).setdefault(bucket, []).append(row)
+
+    def folded(self) -> dict[str, dict[int, WindowStats]]:
+        """Rows and pre-folded stats as statistics per (arm, bucket), duplicates included."""
+        result: dict[str, dict[int, WindowStats]] = {
+            arm: {b: WindowStats().merge(s) for b, s in buckets.items()}
+            for arm, buckets in self.arms.items()}
+        for arm, buckets in self.rows.items():
+            for bucket, rows in buckets.items():
+                stats = result.setdefault(arm, {}).setdefault(bucket, WindowStats())
+                for row in rows:
+                    stats.add(row)
+        return result
+
+    def split(self, max_rows: int = MAX_PARTIAL_ROWS) -> list["Partial"]:
+        """This partial as messages of at most ``max_rows`` rows each (the first carries the
+        pre-folded stats and the violations; each carries the watermark; only the last is
+        ``final``, so the guard judges the batch once, after all of it is counted)."""
+        total = sum(len(rows) for buckets in self.rows.values() for rows in buckets.values())
+        if total <= max_rows:
+            return [self]
+        parts = [Partial(self.scope, arms=self.arms, watermark=self.watermark,
+                         violations=self.violations)]
+        room = max_rows
+        for arm, buckets in self.rows.items():
+            for bucket, rows in buckets.items():
+                start = 0
+                while start < len(rows):
+                    if room == 0:
+                        parts[-1].final = False
+                        parts.append(Partial(self.scope, watermark=self.watermark))
+                        room = max_rows
+                    chunk = rows[start:start + room]
+                    parts[-1].rows.setdefault(arm, {}).setdefault(bucket, []).extend(chunk)
+                    parts[-1].evaluations += len(chunk)
+                    start += len(chunk)
+                    room -= len(chunk)
+        return parts
+
     def encode(self) -> bytes:
         return orjson.dumps({
             "scope": self.scope, "watermark": self.watermark, "evaluations": self.evaluations,
             "arms": {arm: {str(b): s.to_json() for b, s in buckets.items()}
                      for arm, buckets in self.arms.items()},
+            "rows": {arm: {str(b): [row.encode() for row in rows] for b, rows in buckets.items()}
+                     for arm, buckets in self.rows.items()},
+            "violations": {str(release): n for release, n in self.violations.items()},
+            "final": self.final,
         })
 
     @classmethod
@@ -71,6 +137,13 @@ class Partial:
                       evaluations=int(data.get("evaluations", 0)))
         for arm, buckets in data["arms"].items():
             partial.arms[arm] = {int(b): WindowStats.from_json(s) for b, s in buckets.items()}
+        produced: dict[str, str] = {}
+        for arm, buckets in data.get("rows", {}).items():
+            name = produced.setdefault(arm, arm.partition("|")[2])
+            partial.rows[arm] = {int(b): [Evidence.decode(name, row) for row in rows]
+                                 for b, rows in buckets.items()}
+        partial.violations = {int(r): int(n) for r, n in data.get("violations", {}).items()}
+        partial.final = bool(data.get("final", True))
         return partial
 
 
@@ -78,44 +151,44 @@ class Attributor:
     """Turns a batch of validated evaluations into one partial per task.
 
     It also keeps, in memory, windowed stats per (task, release, tenant, cohort, arm) for the
-    tenants this worker owns, and pairs the production and shadow runs of the same call (same
-    tenant, hence the same partition and worker).
+    tenants this worker owns (drill-down, not guards), counting each identity once per
+    tumbling window: those windows and the identities they hold live and die together.
     """
 
     def __init__(self, index: ControlIndex, bucket_seconds: float = BUCKET_SECONDS) -> None:
         self.index = index
         self.bucket_seconds = bucket_seconds
-        self.shadow_pending: OrderedDict[tuple[str, str, str], tuple[str, int, float]] = \
-            OrderedDict()
         self.tenant_windows: dict[tuple[str, int, str, str, str], dict[int, WindowStats]] = {}
+        self.tenant_seen: dict[int, set[int]] = {}
 
     def process(self, records: list[Any], now: float | None = None) -> list[Partial]:
-        """Each evaluation is folded once, into batch-local (task, release, tenant, arm,
-        bucket) stats; the task partials and tenant windows are merges of those."""
+        """One evidence row per evaluation into its task's partial; each evaluation not yet
+        in this worker's tenant windows is folded once into batch-local (task, release,
+        tenant, arm, bucket) stats, which are merged into the tenant windows."""
         now = time.time() if now is None else now
         partials: dict[str, Partial] = {}
         local: dict[tuple[str, int, str, str, int], WindowStats] = {}
-        latest: dict[str, float] = {}
         for record in records:
             occurred = min(record.occurred_at.timestamp(), now)
             bucket = bucket_of(occurred, self.bucket_seconds)
+            scope = task_scope(record.task)
+            partial = partials.get(scope)
+            if partial is None:
+                partial = partials[scope] = Partial(scope)
+            row = Evidence.of(record)
+            partial.add(arm_key(record.release, record.arm), bucket, row)
+            partial.evaluations += 1
+            partial.watermark = max(partial.watermark, occurred)
+            seen = self.tenant_seen.setdefault(bucket_of(bucket, TENANT_BUCKET_SECONDS), set())
+            if row.key in seen:
+                continue
+            seen.add(row.key)
             key = (record.task, record.release, record.tenant, record.arm, bucket)
             stats = local.get(key)
             if stats is None:
                 stats = local[key] = WindowStats()
             stats.add(record)
-            if occurred > latest.get(record.task, 0.0):
-                latest[record.task] = occurred
-            if record.score is not None and record.arm != "sandbox":
-                self._pair(record, bucket, partials)
         for (task, release, tenant, arm, bucket), stats in local.items():
-            scope = task_scope(task)
-            partial = partials.get(scope)
-            if partial is None:
-                partial = partials[scope] = Partial(scope)
-            partial.stats(arm_key(release, arm), bucket).merge(stats)
-            partial.evaluations += stats.count
-            partial.watermark = max(partial.watermark, latest[task])
             cohort = self.index.cohorts.get(tenant, "general")
             windows = self.tenant_windows.setdefault((task, release, tenant, cohort, arm), {})
             tumbling = bucket_of(bucket, TENANT_BUCKET_SECONDS)
@@ -124,24 +197,6 @@ class Attributor:
             else:
                 windows[tumbling] = stats
         return list(partials.values())
-
-    def _pair(self, record: Any, bucket: int, partials: dict[str, Partial]) -> None:
-        """Pair the production and shadow evaluations of one call; the score delta (shadow
-        minus production) is kept under the shadow release's ``pairs`` arm."""
-        key = (record.tenant, record.task, record.call_id)
-        other = self.shadow_pending.pop(key, None)
-        if other is None or other[0] == record.arm:
-            self.shadow_pending[key] = (record.arm, record.release, float(record.score))
-            while len(self.shadow_pending) > SHADOW_PAIR_CAPACITY:
-                self.shadow_pending.popitem(last=False)
-            return
-        if record.arm == "shadow":
-            shadow_release, delta = record.release, record.score - other[2]
-        else:
-            shadow_release, delta = other[1], other[2] - record.score
-        scope = task_scope(record.task)
-        partial = partials.get(scope) or partials.setdefault(scope, Partial(scope))
-        partial.stats(arm_key(shadow_release, PAIRS), bucket).add_shadow_pair(delta)
 
     def cohort_totals(self) -> dict[tuple[str, int, str], dict[str, int]]:
         """Counts per (task, release, cohort) over the tenant windows this worker holds: what
@@ -163,4 +218,6 @@ class Attributor:
                 del windows[bucket]
             if not windows:
                 del self.tenant_windows[key]
+        for tumbling in [b for b in self.tenant_seen if b + TENANT_BUCKET_SECONDS <= horizon]:
+            del self.tenant_seen[tumbling]
         return len(self.tenant_windows)

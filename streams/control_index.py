@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from relctl.domain.trace_contract import ReleaseTrace
+
 GUARDED_STATES = ("Running", "Paused", "Frozen")
 
 
@@ -45,6 +47,9 @@ class ControlIndex:
     rollouts: dict[str, RolloutInfo] = field(default_factory=dict)
     active: dict[str, str] = field(default_factory=dict)
     cohorts: dict[str, str] = field(default_factory=dict)
+    # What each numbered release runs (its trace contract), from Release.Drafted / Revised.
+    traces: dict[tuple[str, int], ReleaseTrace] = field(default_factory=dict)
+    release_keys: dict[str, tuple[str, int]] = field(default_factory=dict)
     applied: int = 0
     _time: float | None = None
 
@@ -87,6 +92,17 @@ class ControlIndex:
             del self.active[task]
         if data.get("new_default") is not None:
             self.defaults[task] = int(data["new_default"])
+
+    # ---- releases -----------------------------------------------------------------------
+
+    def _release_drafted(self, aggregate: str, data: dict[str, Any]) -> None:
+        key = (str(data["task"]), int(data["number"]))
+        self.release_keys[aggregate] = key
+        self.traces[key] = ReleaseTrace.from_event(data)
+
+    def _release_revised(self, aggregate: str, data: dict[str, Any]) -> None:
+        if aggregate in self.release_keys:
+            self.traces[self.release_keys[aggregate]] = ReleaseTrace.from_event(data)
 
     # ---- tenants ------------------------------------------------------------------------
 
@@ -148,6 +164,10 @@ class ControlIndex:
 
     def known_release(self, task: str, number: int) -> bool:
         return number in self.releases.get(task, ())
+
+    def trace(self, task: str, number: int) -> ReleaseTrace | None:
+        """What release ``number`` of ``task`` runs, if the index has seen it drafted."""
+        return self.traces.get((task, number))
 
     def guarded_rollout(self, task: str) -> RolloutInfo | None:
         """The task's rollout whose guards are live (running, paused or frozen)."""

@@ -2,10 +2,12 @@
 
 State lives behind a small key-value interface (the worker backs it with a changelogged Faust
 table, so a restarted worker recovers it; unit tests use a dict). Per task it keeps one meta
-record (rule and alert states, the list of live buckets) and one record per (arm, bucket), where
-an arm is ``<release>|<produced arm>``. The rollout's baseline and candidate are looked up when
-rules are evaluated, so evaluations that arrived before their rollout's start was known still
-count, and only evaluations since the rollout started are judged.
+record (rule and alert states) and the evidence entries of :class:`relctl.domain.ledger.Ledger`:
+window statistics per (arm, bucket), where an arm is ``<release>|<produced arm>``, stored
+together with the identities they count, so that an evaluation delivered twice (a producer
+retry, a redelivery after a crash) is counted once. The rollout's baseline and candidate are
+looked up when rules are evaluated, so evaluations that arrived before their rollout's start
+was known still count, and only evaluations since the rollout started are judged.
 
 What the rules decide, and when a decision is re-sent or over, is domain logic
 (:mod:`relctl.domain.guard_decisions`); this module folds buckets and hands over windows.
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
-from relctl.domain.alerts import Alert, AlertRule, AlertState, measure, step
+from relctl.domain.alerts import Alert, AlertKind, AlertRule, AlertState, iso, measure, step
 from relctl.domain.decisions import Decision
 from relctl.domain.guard_decisions import (
     MAX_REMEMBERED_DECISIONS,
@@ -28,23 +30,40 @@ from relctl.domain.guard_decisions import (
 )
 from relctl.domain.guard_eval import RuleState, Verdict
 from relctl.domain.guards import GUARD_ACTOR
+from relctl.domain.ledger import Applied, Ledger
 from relctl.domain.metrics import WindowStats
+from relctl.domain.timeliness import DEFAULT_RETENTION_SECONDS, retention_seconds
 from relctl.domain.verdicts import RuleVerdict
 from relctl.streams.attribute import BUCKET_SECONDS, PAIRS, Partial, arm_key
 from relctl.streams.control_index import ControlIndex, RolloutInfo
 
-DEFAULT_RETENTION_SECONDS = 1200.0
+# A trace-contract alert resolves once its release has had no violation for this long.
+TRACE_RESOLVE_SECONDS = 300.0
+TRACE_RULE = "trace-contract"
 
 # Re-exported: tests, benchmarks and older imports name them here.
-__all__ = ["DEFAULT_RETENTION_SECONDS", "GUARD_ACTOR", "MAX_REMEMBERED_DECISIONS", "NOT_APPLIED",
-           "RESEND_AFTER_SECONDS", "SIGNAL_RESOLVE_SECONDS", "DictStore", "Guard", "GuardResult",
-           "ScopeState", "StateStore"]
+__all__ = [
+    "DEFAULT_RETENTION_SECONDS",
+    "GUARD_ACTOR",
+    "MAX_REMEMBERED_DECISIONS",
+    "NOT_APPLIED",
+    "RESEND_AFTER_SECONDS",
+    "SIGNAL_RESOLVE_SECONDS",
+    "TRACE_RESOLVE_SECONDS",
+    "TRACE_RULE",
+    "DictStore",
+    "Guard",
+    "GuardResult",
+    "ScopeState",
+    "StateStore",
+]
 
 
 class StateStore(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def set(self, key: str, value: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
+    def keys(self, prefix: str) -> Iterable[str]: ...
 
 
 class DictStore(dict[str, bytes]):
@@ -56,14 +75,25 @@ class DictStore(dict[str, bytes]):
     def delete(self, key: str) -> None:
         self.pop(key, None)
 
+    def keys(self, prefix: str = "") -> list[str]:  # type: ignore[override]
+        return [key for key in dict(self) if key.startswith(prefix)]
+
 
 @dataclass
 class ScopeState:
+    """One task's guard state; ``buckets`` are the ledger's (the de-duplicated evidence)."""
+
     scope: str
     buckets: dict[str, dict[int, WindowStats]] = field(default_factory=dict)
     rules: dict[str, RuleState] = field(default_factory=dict)
     alerts: dict[str, AlertState] = field(default_factory=dict)
     watermark: float = 0.0
+    trace: dict[int, dict[str, float]] = field(default_factory=dict)
+    ledger: Ledger | None = None
+
+    def __post_init__(self) -> None:
+        if self.ledger is not None:
+            self.buckets = self.ledger.buckets
 
     def meta(self) -> bytes:
         return orjson.dumps({
@@ -71,6 +101,7 @@ class ScopeState:
             "rules": {k: v.to_json() for k, v in self.rules.items()},
             "alerts": {k: v.to_json() for k, v in self.alerts.items()},
             "watermark": self.watermark,
+            "trace": {str(release): v for release, v in self.trace.items()},
         })
 
     def window(self, arms: Iterable[str], start: float, end: float) -> WindowStats:
@@ -97,11 +128,13 @@ class GuardResult:
 
 class Guard:
     def __init__(self, index: ControlIndex, store: StateStore,
-                 alert_rules: Iterable[AlertRule]) -> None:
+                 alert_rules: Iterable[AlertRule], dedup: bool = True) -> None:
         self.index = index
         self.store = store
         self.alert_rules = tuple(alert_rules)
+        self.dedup = dedup
         self.scopes: dict[str, ScopeState] = {}
+        self.last: Applied = Applied()
         self.sent = SentDecisions()
 
     def forget(self) -> None:
@@ -115,59 +148,84 @@ class Guard:
         state = self.scopes.get(scope)
         if state is not None:
             return state
-        state = ScopeState(scope)
+        ledger = Ledger(scope, self.store, BUCKET_SECONDS, self.dedup)
+        ledger.load()
+        state = ScopeState(scope, ledger=ledger)
         raw = self.store.get(f"{scope}|meta")
         if raw:
             meta = orjson.loads(raw)
             state.rules = {k: RuleState.from_json(v) for k, v in meta["rules"].items()}
             state.alerts = {k: AlertState.from_json(v) for k, v in meta["alerts"].items()}
             state.watermark = float(meta.get("watermark", 0.0))
-            for arm, buckets in meta["buckets"].items():
-                for bucket in buckets:
-                    blob = self.store.get(f"{scope}|{arm}|{bucket}")
-                    if blob:
-                        state.buckets.setdefault(arm, {})[bucket] = WindowStats.from_json(
-                            orjson.loads(blob))
+            state.trace = {int(r): v for r, v in meta.get("trace", {}).items()}
         self.scopes[scope] = state
         return state
 
-    def _retention(self, task: str) -> float:
+    def retention(self, task: str) -> float:
+        """How far back the task's buckets are kept: its longest window in use."""
         windows = [rule.window_seconds * (2 if rule.relative else 1) for rule in self.alert_rules]
         rollout = self.index.rollouts.get(self.index.active.get(task, ""))
         if rollout is not None:
             windows += [float(rule["window_seconds"]) for rule in rollout.guard_rules]
-        return max([DEFAULT_RETENTION_SECONDS, *windows]) + BUCKET_SECONDS
+        return retention_seconds(windows, BUCKET_SECONDS)
 
     def _merge(self, state: ScopeState, partial: Partial, horizon: float) -> None:
-        for arm, buckets in partial.arms.items():
-            mine = state.buckets.setdefault(arm, {})
-            for bucket, stats in buckets.items():
-                if bucket + BUCKET_SECONDS <= horizon:
-                    continue  # older than the longest window: it can no longer matter
-                merged = mine[bucket].merge(stats) if bucket in mine else \
-                    WindowStats().merge(stats)
-                mine[bucket] = merged
-                self.store.set(f"{state.scope}|{arm}|{bucket}", orjson.dumps(merged.to_json()))
-        for arm, buckets in state.buckets.items():
-            for bucket in [b for b in buckets if b + BUCKET_SECONDS <= horizon]:
-                del buckets[bucket]
-                self.store.delete(f"{state.scope}|{arm}|{bucket}")
+        """Count the partial's rows (each identity once) and pre-folded stats; then drop
+        buckets older than the longest window (they can no longer matter)."""
+        ledger = state.ledger
+        assert ledger is not None, "scopes the guard loads have a ledger"
+        self.last = ledger.apply(partial.rows, horizon)
+        if partial.arms:
+            ledger.add_folded(partial.arms, horizon)
+        ledger.expire(horizon)
 
     # ---- evaluation ---------------------------------------------------------------------
 
     def handle(self, partial: Partial, now: float) -> GuardResult:
         state = self.load(partial.scope)
         task = partial.scope.partition("|")[2]
-        self._merge(state, partial, now - self._retention(task))
+        self._merge(state, partial, now - self.retention(task))
         state.watermark = max(state.watermark, partial.watermark)
         outcome = GuardResult()
+        if not partial.final:
+            return outcome  # more of the same batch follows: judge once it is all counted
         rollout = self.index.guarded_rollout(task)
         if rollout is not None:
             outcome.rollout_id = rollout.id
             self._guard(state, rollout, now, outcome)
         self._alerts(state, task, now, outcome)
+        self._trace_alerts(state, task, partial.violations, now, outcome)
         self.store.set(f"{state.scope}|meta", state.meta())
         return outcome
+
+    def _trace_alerts(self, state: ScopeState, task: str, violations: dict[int, int],
+                      now: float, outcome: GuardResult) -> None:
+        """Records contradicting their release's trace contract (stage 1 refused them): the
+        first fires the release's alert; it resolves after TRACE_RESOLVE_SECONDS without."""
+        for release, count in violations.items():
+            entry = state.trace.get(release)
+            if entry is None:
+                entry = state.trace[release] = {"fired_at": now, "last": now, "count": 0}
+                outcome.alerts.append(self._trace_alert(AlertKind.FIRED, task, release, entry,
+                                                        now))
+            entry["last"] = now
+            entry["count"] += count
+        for release, entry in list(state.trace.items()):
+            if now - entry["last"] >= TRACE_RESOLVE_SECONDS:
+                outcome.alerts.append(self._trace_alert(AlertKind.RESOLVED, task, release,
+                                                        entry, now))
+                del state.trace[release]
+
+    @staticmethod
+    def _trace_alert(kind: AlertKind, task: str, release: int, entry: dict[str, float],
+                     now: float) -> Alert:
+        return Alert(
+            kind=kind, scope=f"release|{task}|{release}", rule=TRACE_RULE, severity="critical",
+            summary="evaluations contradict their release's trace contract (prompt, model, "
+                    "sampling or blueprint): a model changed under a stable alias?",
+            task=task, release=release, cohort="all", at=iso(now),
+            fired_at=iso(entry["fired_at"]),
+            evidence={"violations": int(entry["count"]), "last_at": iso(entry["last"])})
 
     def _arms(self, rollout: RolloutInfo) -> tuple[list[str], list[str]]:
         candidate = arm_key(rollout.candidate, "shadow" if rollout.shadow else "production")

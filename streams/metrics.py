@@ -36,6 +36,22 @@ CONTROL_MALFORMED = Counter("relctl_worker_control_malformed_total",
 ROLLOUT_STATE = Gauge("relctl_worker_rollout_state",
                       "Rollout state as this worker's control index sees it (0 Planned, "
                       "1 Running, 2 Paused, 3 Frozen, 4 RolledBack, 5 Completed)", ["rollout"])
+DUPLICATES = Counter("relctl_guard_duplicates_total",
+                     "Evaluations delivered again (producer retries, redeliveries after a "
+                     "crash) and not counted again")
+TOO_OLD = Counter("relctl_guard_evaluations_too_old_total",
+                  "Evaluations whose bucket had left the guard's retention when stage 2 saw "
+                  "them (not counted)")
+PENDING_PAIRS = Gauge("relctl_guard_pending_shadow_pairs",
+                      "Shadow-mode runs waiting for their call's other arm, per task", ["task"])
+TRACE_VIOLATIONS = Counter(
+    "relctl_guard_trace_violations_total",
+    "Evaluations whose prompt, model, sampling parameters or blueprint contradict the release "
+    "they claim (not counted as its evidence)", ["task", "release", "field"])
+WINDOW_EVALUATIONS = Gauge(
+    "relctl_guard_window_evaluations",
+    "Evaluations counted in the guard's live buckets (its retention), per task, release and "
+    "produced arm", ["task", "release", "arm"])
 STATE_CODE = {"Planned": 0, "Running": 1, "Paused": 2, "Frozen": 3, "RolledBack": 4,
               "Completed": 5}
 

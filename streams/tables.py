@@ -36,3 +36,10 @@ class TableStore:
     def delete(self, key: str) -> None:
         if key.encode() in self.table:
             del self.table[key.encode()]
+
+    def keys(self, prefix: str) -> list[str]:
+        """Keys starting with ``prefix`` (a scan of this worker's partitions: used when a
+        scope is loaded after a start or rebalance, not per evaluation)."""
+        wanted = prefix.encode()
+        return [bytes(key).decode() for key in list(self.table.keys())
+                if bytes(key).startswith(wanted)]

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from relctl.domain.release import prompt_hash
 
 from tests.conftest import wait_until
 from tests.e2e.support import Stack
@@ -66,7 +67,8 @@ def test_operator_scenario_over_the_cli_then_clean_stop_and_restart(
     cli_ok("rollout", "start", guarded, "-r", "all in")
     producer = cli_ok("token", "create", "scorer", "--role", "producer", "--tenant", "acme")
     records = [{"tenant": "acme", "task": "csat", "call_id": f"c{i}", "release": 3,
-                "prompt_hash": "sha256:x", "model_provider": "openai",
+                "prompt_hash": prompt_hash("Score the call, strictly."),
+                "model_provider": "openai",
                 "model_version": "gpt-4o-2024-08-06", "temperature": 0.0, "seed": 7,
                 "outcome": "llm_error" if i % 4 == 0 else "ok", "latency_ms": 900.0,
                 "tokens": 800, "cost_usd": 0.01,

@@ -16,6 +16,7 @@ import httpx
 from relctl.adapters.commands import CommandConsumer
 from relctl.adapters.kafka import ensure_topics, topic_specs
 from relctl.adapters.producer import EvaluationProducer
+from relctl.domain.release import prompt_hash
 from relctl.infra.bootstrap import Runtime
 from relctl.infra.embedded import free_port, wait_or_kill
 
@@ -121,12 +122,19 @@ class WorkerProcess:
             wait_or_kill(self.process, 20)
 
 
+# The prompts of the releases rollout_with_guard creates: release 2 is the stricter one.
+PROMPTS = {1: SPEC["prompt_template"], 2: "Score, strictly."}
+
+
 def evaluation(task: str, release: int, call: int, *, tenant: str | None = None,
                error: bool = False, arm: str = "production", score: float = 80.0,
                **extra: Any) -> dict[str, Any]:
+    """An evaluation that honours its release's trace contract (as rollout_with_guard
+    creates the releases), unless ``extra`` says otherwise."""
     return {
         "tenant": tenant or f"tenant-{call % 11}", "task": task, "call_id": f"call-{call}",
-        "release": release, "prompt_hash": "sha256:abc", "model_provider": "openai",
+        "release": release, "prompt_hash": prompt_hash(PROMPTS.get(release, PROMPTS[1])),
+        "model_provider": "openai",
         "model_version": "gpt-4o-2024-08-06", "temperature": 0.0, "seed": 7, "arm": arm,
         "outcome": "llm_error" if error else "ok", "latency_ms": 1200.0, "tokens": 900,
         "cost_usd": 0.01, "score": score, "confidence": 0.9,
@@ -148,7 +156,7 @@ def rollout_with_guard(runtime: Runtime, task: str, rules: list[dict[str, Any]],
     app.create_release(task, SPEC, "ops", "first release")
     app.promote_release(task, 1, "Stable", "ops", "regression ok")
     app.set_default_release(task, 1, "ops", "launch it")
-    app.create_release(task, {**SPEC, "prompt_template": "Score, strictly."}, "ops", "stricter")
+    app.create_release(task, {**SPEC, "prompt_template": PROMPTS[2]}, "ops", "stricter")
     app.promote_release(task, 2, "Beta", "ops", "bundle ok")
     planned = app.plan_rollout(task, 2, "ops", "progressive", steps=steps or [50, 100],
                                guard_rules=rules, shadow=shadow)

@@ -10,10 +10,12 @@ from uuid import UUID
 import orjson
 import pytest
 from relctl.adapters.kafka import make_producer
+from relctl.domain.release import prompt_hash
 from relctl.infra.bootstrap import Runtime
 
 from tests.conftest import wait_until
 from tests.integration.guard_helpers import (
+    PROMPTS,
     ControlPlaneThread,
     WorkerProcess,
     evaluation,
@@ -205,4 +207,99 @@ def test_shadow_mode_pairs_both_arms_of_the_same_call(
     assert evidence["value"] == pytest.approx(-10.0)
     assert evidence["samples"] == 40, "each call's two arms were paired exactly once"
     assert runtime.state.resolve("t1", "shadow").release == 1, "shadow never serves scores"
+    assert state_of(runtime, rollout) == "Running"
+
+
+# ---- each evaluation counted once ----------------------------------------------------------
+
+def window_count(worker: WorkerProcess, task: str, release: int) -> float | None:
+    return worker.metric("relctl_guard_window_evaluations", task=task, release=str(release),
+                         arm="production")
+
+
+@pytest.mark.parametrize("delivery", ["once", "three-times", "sigkill-then-resent"])
+def test_the_same_stream_gives_the_same_counts_and_verdicts_however_delivered(
+    runtime: Runtime, worker: WorkerProcess, delivery: str,
+) -> None:
+    """The issue's false rollback: 120 unique failing calls against min_samples 200. Counted
+    once they are Inconclusive, whether sent once, three times (byte-identical retries), or
+    with the worker SIGKILLed mid-stream and the producer re-sending everything."""
+    task = f"dup-{delivery.split('-', maxsplit=1)[0]}"
+    rollout = rollout_with_guard(runtime, task, [rule(threshold=0.05, min_samples=200)])
+    worker.start()
+    settings = runtime.settings
+    bootstrap, topic = settings.kafka_bootstrap or "", settings.topic("evaluations")
+    stream = [evaluation(task, 2, i, error=True) for i in range(120)]
+    sends = {"once": 1, "three-times": 3, "sigkill-then-resent": 1}[delivery]
+    for _ in range(sends):
+        produce(bootstrap, topic, stream)
+    if delivery == "sigkill-then-resent":
+        wait_until(lambda: (worker.metric("relctl_worker_evaluations_processed_total") or 0)
+                   > 0, timeout=60, what="the worker processing the first copy")
+        worker.kill()
+        worker.start()
+        produce(bootstrap, topic, stream)
+        deliveries = 240
+    else:
+        deliveries = 120 * sends
+    wait_until(lambda: window_count(worker, task, 2) == 120, timeout=60,
+               what="120 evaluations in the candidate's window")
+    if delivery != "sigkill-then-resent":
+        wait_until(lambda: (worker.metric("relctl_guard_duplicates_total") or 0)
+                   == deliveries - 120, timeout=30, what="the copies counted as duplicates")
+    wait_until(lambda: worker.metric("relctl_guard_rule_outcome", rollout=rollout,
+                                     rule="errors") == 0, timeout=30, what="Inconclusive")
+    assert window_count(worker, task, 2) == 120
+    assert state_of(runtime, rollout) == "Running"
+    assert events_of(runtime, rollout) == ["Rollout.Planned", "Rollout.Started"]
+    assert not worker.metric("relctl_guard_decisions_total", action="rollback")
+
+
+def test_records_that_contradict_their_release_or_the_clock_go_to_the_dlq_as_received(
+    runtime: Runtime, worker: WorkerProcess,
+) -> None:
+    """The issue's record (release 2 with release 1's prompt hash, another provider and
+    model, temperature 1.7, seed 999) and records dated 2020 and 2030: none is evidence, each
+    is dead-lettered with its reason and its bytes as received, and the trace-contract
+    violation raises the release's alert."""
+    rollout = rollout_with_guard(runtime, "trace", [rule(threshold=0.05, min_samples=10)])
+    worker.start()
+    settings = runtime.settings
+    bootstrap = settings.kafka_bootstrap or ""
+    liar = evaluation("trace", 2, 1, prompt_hash=prompt_hash(PROMPTS[1]),
+                      model_provider="anthropic", model_version="claude-3-5-sonnet-20241022",
+                      temperature=1.7, seed=999)
+    old = evaluation("trace", 2, 2, occurred_at="2020-01-01T00:00:00+00:00")
+    future = evaluation("trace", 2, 3, occurred_at="2030-01-01T00:00:00+00:00")
+    # Sent as received by a producer that writes its own JSON (spacing and key order its own).
+    sent = [orjson.dumps(item, option=orjson.OPT_INDENT_2) for item in (liar, old, future)]
+
+    async def send() -> None:
+        producer = make_producer(bootstrap)
+        await producer.start()
+        for value in sent:
+            await producer.send_and_wait(settings.topic("evaluations"), value=value,
+                                         key=b"tenant-1")
+        await producer.stop()
+
+    asyncio.run(send())
+    produce(bootstrap, settings.topic("evaluations"),
+            [evaluation("trace", 2, 100 + i) for i in range(20)])
+    dead = read_topic(bootstrap, settings.topic("dlq"), 1, 3, raw=True)
+    by_kind = {d["relctl_dlq_kind"]: d for d in dead}
+    assert set(by_kind) == {"trace_contract", "stale", "future"}
+    assert {d["_value"] for d in dead} == set(sent), "the bytes as received"
+    reason = by_kind["trace_contract"]["relctl_dlq_reason"]
+    for part in ("prompt_hash", "model_provider", "model_version", "temperature 1.7",
+                 "seed 999"):
+        assert part in reason
+    assert "allowed clock skew" in by_kind["future"]["relctl_dlq_reason"]
+    alerts = wait_until(lambda: [a for a in read_topic(
+        bootstrap, settings.topic("alerts"), 1, 1, timeout=2)
+        if a["data"].get("rule") == "trace-contract"], timeout=60, what="trace alert")
+    assert alerts[0]["data"]["release"] == 2 and alerts[0]["type"] == "io.relctl.alert.fired.v1"
+    wait_until(lambda: window_count(worker, "trace", 2) == 20, timeout=60,
+               what="only the honest records counted")
+    assert worker.metric("relctl_guard_trace_violations_total", task="trace", release="2",
+                         field="seed") == 1
     assert state_of(runtime, rollout) == "Running"

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from relctl.domain.alerts import AlertRule
 from relctl.domain.guard_eval import RuleState, Verdict
+from relctl.domain.ledger import Ledger
 from relctl.domain.metrics import WindowStats
 from relctl.streams.attribute import BUCKET_SECONDS
 from relctl.streams.guard import (
@@ -82,8 +83,10 @@ class Rig:
         return self.control.index.rollouts[self.rollout].state
 
     def stored(self, arm: str, bucket: int) -> WindowStats | None:
-        raw = self.store.get(f"{SCOPE}|{arm}|{bucket}")
-        return WindowStats.from_json(orjson.loads(raw)) if raw else None
+        """The (arm, bucket) stats a restarted worker would recover from the store."""
+        recovered = Ledger(SCOPE, self.store, BUCKET_SECONDS)
+        recovered.load()
+        return recovered.buckets.get(arm, {}).get(bucket)
 
     def meta(self) -> dict[str, Any]:
         return orjson.loads(self.store[f"{SCOPE}|meta"])

@@ -1,13 +1,15 @@
-"""Stage 1: one partial per task and batch, stats per (release, produced arm) and bucket, shadow
-pairing deltas, and the in-memory tenant windows."""
+"""Stage 1: one partial per task and batch, evidence rows per (release, produced arm) and
+bucket, and the in-memory tenant windows; shadow pairing of what stage 1 sends (made by the
+stage-2 ledger, where waiting halves are changelogged)."""
 
 from typing import Any
 
 import pytest
+from relctl.domain.dedup import call_key
+from relctl.domain.ledger import Ledger
 from relctl.streams.attribute import (
     BUCKET_SECONDS,
     PAIRS,
-    SHADOW_PAIR_CAPACITY,
     TENANT_BUCKET_SECONDS,
     TENANT_WINDOW_SECONDS,
     Attributor,
@@ -17,6 +19,7 @@ from relctl.streams.attribute import (
     task_scope,
 )
 from relctl.streams.control_index import ControlIndex
+from relctl.streams.guard import DictStore
 
 from tests.unit.stream_support import T0, TASK, Control, guard_rule, record
 from tests.unit.support import ACTOR, REASON
@@ -32,14 +35,38 @@ def by_scope(partials: list[Partial]) -> dict[str, Partial]:
 
 
 def counts(partial: Partial) -> dict[tuple[str, int], int]:
-    return {(arm, bucket): stats.count for arm, buckets in partial.arms.items()
+    return {(arm, bucket): stats.count for arm, buckets in partial.folded().items()
             for bucket, stats in buckets.items()}
 
 
-def pairs(partial: Partial) -> dict[tuple[str, int], tuple[int, float]]:
-    """(arm, bucket) -> (shadow pairs, sum of deltas), for the buckets that hold pairs."""
+class Stage2:
+    """The stage-2 ledgers the partials go to (one per task scope), as the guard keeps them."""
+
+    def __init__(self) -> None:
+        self.store = DictStore()
+        self.ledgers: dict[str, Ledger] = {}
+
+    def ledger(self, scope: str = SCOPE) -> Ledger:
+        if scope not in self.ledgers:
+            self.ledgers[scope] = Ledger(scope, self.store, BUCKET_SECONDS)
+        return self.ledgers[scope]
+
+    def pairs(self, partial: Partial) -> dict[tuple[str, int], tuple[int, float]]:
+        """Apply one partial; (arm, bucket) -> (shadow pairs, sum of deltas) it made."""
+        ledger = self.ledger(partial.scope)
+        before = _pair_stats(ledger)
+        ledger.apply(partial.rows, horizon=0)
+        after = _pair_stats(ledger)
+        return {key: (n - before.get(key, (0, 0.0))[0], total - before.get(key, (0, 0.0))[1])
+                for key, (n, total) in after.items() if n != before.get(key, (0, 0.0))[0]}
+
+    def pending(self, scope: str = SCOPE) -> dict[int, tuple[str, int, float]]:
+        return self.ledger(scope).pending()
+
+
+def _pair_stats(ledger: Ledger) -> dict[tuple[str, int], tuple[int, float]]:
     return {(arm, bucket): (stats.shadow_pairs, stats.shadow_delta_sum)
-            for arm, buckets in partial.arms.items()
+            for arm, buckets in ledger.buckets.items()
             for bucket, stats in buckets.items() if stats.shadow_pairs}
 
 
@@ -80,8 +107,8 @@ def test_one_partial_per_task_keyed_by_release_and_produced_arm(control: Control
     assert counts(only) == {("2|production", B0): 1, ("2|production", B1): 2,
                             ("1|production", B0): 1, ("3|production", B0): 1,
                             ("2|sandbox", B0): 1, ("1|shadow", B1): 1}
-    assert only.arms["2|production"][B1].llm_error == 1
-    assert only.arms["2|sandbox"][B0].sandbox_n == 1
+    assert only.folded()["2|production"][B1].llm_error == 1
+    assert only.folded()["2|sandbox"][B0].sandbox_n == 1
     assert only.evaluations == 7
     assert only.watermark == T0 + 8
 
@@ -121,8 +148,8 @@ def test_counts_per_arm_and_bucket_over_many_tenants(control: Control) -> None:
     expected = {(arm, int(T0 + 5 * k)): 20 for arm in ("2|production", "1|production")
                 for k in range(3)}
     assert counts(scope) == expected
-    assert sum(s.llm_error for s in scope.arms["2|production"].values()) == 6
-    assert sum(s.llm_error for s in scope.arms["1|production"].values()) == 0
+    assert sum(s.llm_error for s in scope.folded()["2|production"].values()) == 6
+    assert sum(s.llm_error for s in scope.folded()["1|production"].values()) == 0
     assert scope.evaluations == 120
 
 
@@ -141,10 +168,10 @@ def test_partial_wire_round_trip(control: Control) -> None:
                                   record(T0 + 9, release=1, score=80.0)], now=T0 + 10)
     again = Partial.decode(built.encode())
     assert (again.scope, again.watermark, again.evaluations) == (SCOPE, T0 + 9, 2)
-    assert counts(again) == counts(built) == {
-        ("2|shadow", B0): 1, ("1|production", B1): 1, ("2|pairs", B1): 0}
-    assert pairs(again) == {("2|pairs", B1): (1, -10.0)}
-    latency = again.arms["2|shadow"][B0].latency
+    assert again.rows == built.rows
+    assert counts(again) == counts(built) == {("2|shadow", B0): 1, ("1|production", B1): 1}
+    assert Stage2().pairs(again) == {("2|pairs", B1): (1, -10.0)}
+    latency = again.folded()["2|shadow"][B0].latency
     assert latency.get_quantile_value(0.5) == pytest.approx(800.0, rel=0.01)
 
 
@@ -152,10 +179,10 @@ def test_an_empty_batch_has_no_partials(control: Control) -> None:
     assert Attributor(control.index).process([], now=T0) == []
 
 
-# ---- shadow pairing -----------------------------------------------------------------------
+# ---- shadow pairing (made at stage 2 from what stage 1 sends) ----------------------------
 
 def test_production_and_shadow_runs_of_one_call_are_paired(control: Control) -> None:
-    attributor = Attributor(control.index)
+    attributor, stage2 = Attributor(control.index), Stage2()
     batch = [record(T0 + 1, call_id="k1", release=1, score=80.0),
              record(T0 + 2, call_id="k1", release=2, arm="shadow", score=70.0),
              record(T0 + 3, call_id="k2", release=2, arm="shadow", score=95.0),
@@ -163,35 +190,50 @@ def test_production_and_shadow_runs_of_one_call_are_paired(control: Control) -> 
     scope = by_scope(attributor.process(batch, now=T0 + 10))[SCOPE]
     # The delta is shadow minus production, under the shadow release's pairs arm, in the
     # bucket of whichever run completed the pair.
-    assert pairs(scope) == {("2|pairs", B0): (1, -10.0), ("2|pairs", B1): (1, 5.0)}
+    assert stage2.pairs(scope) == {("2|pairs", B0): (1, -10.0), ("2|pairs", B1): (1, 5.0)}
     assert counts(scope) == {("1|production", B0): 1, ("2|shadow", B0): 2,
-                             ("1|production", B1): 1, ("2|pairs", B0): 0,
-                             ("2|pairs", B1): 0}
+                             ("1|production", B1): 1}
     assert scope.evaluations == 4, "pairs are not evaluations"
-    assert attributor.shadow_pending == {}
+    assert stage2.pending() == {}
 
 
 def test_pairing_spans_batches(control: Control) -> None:
-    attributor = Attributor(control.index)
+    attributor, stage2 = Attributor(control.index), Stage2()
     first = by_scope(attributor.process([record(T0 + 1, call_id="k", release=2, arm="shadow",
                                                 score=60.0)], now=T0 + 2))[SCOPE]
-    assert pairs(first) == {}
-    assert attributor.shadow_pending == {("acme", TASK, "k"): ("shadow", 2, 60.0)}
+    assert stage2.pairs(first) == {}
+    assert stage2.pending() == {call_key("acme", TASK, "k"): ("shadow", 2, 60.0)}
     second = by_scope(attributor.process([record(T0 + 30, call_id="k", release=1,
                                                  score=75.0)], now=T0 + 31))[SCOPE]
-    assert pairs(second) == {("2|pairs", int(T0 + 30)): (1, -15.0)}
-    assert counts(second) == {("1|production", int(T0 + 30)): 1, ("2|pairs", int(T0 + 30)): 0}
-    assert attributor.shadow_pending == {}
+    assert stage2.pairs(second) == {("2|pairs", int(T0 + 30)): (1, -15.0)}
+    assert counts(second) == {("1|production", int(T0 + 30)): 1}
+    assert stage2.pending() == {}
+
+
+def test_a_waiting_half_survives_a_restart(control: Control) -> None:
+    attributor, stage2 = Attributor(control.index), Stage2()
+    [first] = attributor.process([record(T0 + 1, call_id="k", release=2, arm="shadow",
+                                         score=60.0)], now=T0 + 2)
+    stage2.pairs(first)
+    restarted = Stage2()
+    restarted.store = stage2.store
+    restarted.ledger().load()
+    assert restarted.pending() == {call_key("acme", TASK, "k"): ("shadow", 2, 60.0)}
+    [second] = attributor.process([record(T0 + 30, call_id="k", release=1, score=75.0)],
+                                  now=T0 + 31)
+    assert restarted.pairs(second) == {("2|pairs", int(T0 + 30)): (1, -15.0)}
 
 
 def test_runs_are_paired_within_one_task_only(control: Control) -> None:
-    attributor = Attributor(control.index)
-    attributor.process([record(T0 + 1, call_id="k", release=1, score=80.0)], now=T0 + 2)
+    attributor, stage2 = Attributor(control.index), Stage2()
+    for p in attributor.process([record(T0 + 1, call_id="k", release=1, score=80.0)],
+                                now=T0 + 2):
+        stage2.pairs(p)
     partials = by_scope(attributor.process(
         [record(T0 + 3, call_id="k", release=3, arm="shadow", score=86.0),
          record(T0 + 3, call_id="k", task="nps", release=1, score=10.0)], now=T0 + 4))
-    assert pairs(partials[SCOPE]) == {("3|pairs", B0): (1, 6.0)}
-    assert pairs(partials["task|nps"]) == {}
+    assert stage2.pairs(partials[SCOPE]) == {("3|pairs", B0): (1, 6.0)}
+    assert stage2.pairs(partials["task|nps"]) == {}
 
 
 @pytest.mark.parametrize("other", [
@@ -203,60 +245,66 @@ def test_runs_are_paired_within_one_task_only(control: Control) -> None:
     {"arm": "production"},
 ], ids=["other-call", "other-tenant", "other-task", "unscored", "sandbox", "same-arm"])
 def test_unpaired_runs_do_not_count(control: Control, other: dict[str, Any]) -> None:
-    attributor = Attributor(control.index)
+    attributor, stage2 = Attributor(control.index), Stage2()
     second = {"call_id": "k", "release": 2, "arm": "shadow", "score": 50.0, **other}
     partials = attributor.process([record(T0 + 1, call_id="k", release=1, score=80.0),
                                    record(T0 + 2, **second)], now=T0 + 3)
-    assert all(pairs(p) == {} for p in partials)
-    assert not any(arm.endswith(f"|{PAIRS}") for p in partials for arm in p.arms)
+    assert all(stage2.pairs(p) == {} for p in partials)
+    assert not any(arm.endswith(f"|{PAIRS}") for ledger in stage2.ledgers.values()
+                   for arm in ledger.buckets)
 
 
 def test_sandbox_runs_are_never_paired_nor_pending(control: Control) -> None:
-    attributor = Attributor(control.index)
-    attributor.process([record(T0 + 1, call_id="k", release=2, arm="sandbox", score=10.0)],
-                       now=T0 + 2)
-    assert attributor.shadow_pending == {}
+    attributor, stage2 = Attributor(control.index), Stage2()
+    [sandbox] = attributor.process([record(T0 + 1, call_id="k", release=2, arm="sandbox",
+                                           score=10.0)], now=T0 + 2)
+    stage2.pairs(sandbox)
+    assert stage2.pending() == {}
     scope = by_scope(attributor.process(
         [record(T0 + 3, call_id="k", release=1, score=80.0),
-         record(T0 + 4, call_id="k", release=2, arm="sandbox", score=10.0),
+         record(T0 + 4, call_id="k", release=2, arm="sandbox", score=10.0, tenant="other"),
          record(T0 + 4, call_id="k", release=2, arm="shadow", score=70.0)], now=T0 + 5))[SCOPE]
-    assert pairs(scope) == {("2|pairs", B0): (1, -10.0)}
+    assert stage2.pairs(scope) == {("2|pairs", B0): (1, -10.0)}
 
 
 def test_two_runs_of_the_same_arm_keep_the_latest(control: Control) -> None:
-    attributor = Attributor(control.index)
+    attributor, stage2 = Attributor(control.index), Stage2()
     scope = by_scope(attributor.process([
         record(T0 + 1, call_id="k", release=1, score=80.0),
-        record(T0 + 2, call_id="k", release=1, score=85.0),
+        record(T0 + 2, call_id="k", release=1, score=85.0, tenant="acme", prompt_version="p2",
+               ),
         record(T0 + 3, call_id="k", release=2, arm="shadow", score=90.0)], now=T0 + 4))[SCOPE]
-    assert pairs(scope) == {("2|pairs", B0): (1, 5.0)}
+    # The second production run has the same identity: a duplicate, not counted, not paired.
+    assert stage2.pairs(scope) == {("2|pairs", B0): (1, 10.0)}
 
 
 def test_production_runs_of_two_releases_are_not_paired(control: Control) -> None:
     """A progressive rollout's candidate runs in production: nothing to pair."""
     control.running([guard_rule()])
-    attributor = Attributor(control.index)
+    attributor, stage2 = Attributor(control.index), Stage2()
     partials = attributor.process([
         record(T0 + 1, call_id="k", release=1, score=80.0),
         record(T0 + 2, call_id="k", release=2, score=60.0)], now=T0 + 4)
-    assert all(pairs(p) == {} for p in partials)
-    assert list(attributor.shadow_pending.values()) == [("production", 2, 60.0)]
+    assert all(stage2.pairs(p) == {} for p in partials)
+    assert list(stage2.pending().values()) == [("production", 2, 60.0)]
 
 
-def test_pending_pairs_are_bounded(control: Control, monkeypatch: pytest.MonkeyPatch) -> None:
-    from relctl.streams import attribute
-
-    assert SHADOW_PAIR_CAPACITY >= 10_000
-    monkeypatch.setattr(attribute, "SHADOW_PAIR_CAPACITY", 3)
-    attributor = Attributor(control.index)
-    attributor.process([record(T0, call_id=f"k{i}", release=1, score=80.0) for i in range(5)],
-                       now=T0 + 1)
-    assert [key[2] for key in attributor.shadow_pending] == ["k2", "k3", "k4"]
-    # An evicted production run can no longer be paired; a kept one can.
+def test_waiting_halves_are_bounded_by_the_retention(control: Control) -> None:
+    attributor, stage2 = Attributor(control.index), Stage2()
+    [old] = attributor.process([record(T0, call_id=f"k{i}", release=1, score=80.0)
+                                for i in range(3)], now=T0 + 1)
+    [new] = attributor.process([record(T0 + 60, call_id="k9", release=1, score=80.0)],
+                               now=T0 + 61)
+    stage2.pairs(old)
+    stage2.pairs(new)
+    assert len(stage2.pending()) == 4
+    stage2.ledger().expire(T0 + BUCKET_SECONDS)
+    assert list(stage2.pending()) == [call_key("acme", TASK, "k9")]
+    # An expired production run can no longer be paired; a kept one can.
     scope = by_scope(attributor.process(
-        [record(T0 + 2, call_id=f"k{i}", release=2, arm="shadow", score=90.0)
-         for i in (0, 4)], now=T0 + 3))[SCOPE]
-    assert pairs(scope) == {("2|pairs", B0): (1, 10.0)}
+        [record(T0 + 62, call_id=f"k{i}", release=2, arm="shadow", score=90.0)
+         for i in (0, 9)], now=T0 + 63))[SCOPE]
+    assert stage2.pairs(scope) == {("2|pairs", int(T0 + 60)): (1, 10.0)}
 
 
 # ---- tenant windows -----------------------------------------------------------------------
@@ -301,8 +349,8 @@ def test_tenant_windows_do_not_share_stats_with_partials(control: Control) -> No
     attributor = Attributor(control.index)
     [first] = attributor.process([record(T0 + 1, call_id="a")], now=T0 + 2)
     attributor.process([record(T0 + 2, call_id="b")], now=T0 + 3)
-    assert first.arms["1|production"][B0].count == 1
-    assert first.arms["1|production"][B0].latency.count == 1
+    assert first.folded()["1|production"][B0].count == 1
+    assert first.folded()["1|production"][B0].latency.count == 1
     window = attributor.tenant_windows[(TASK, 1, "acme", "internal", "production")][
         tumbling(T0)]
     assert window.count == 2 and window.latency.count == 2
@@ -340,3 +388,24 @@ def test_cohort_totals_sum_tenant_windows_per_task_release_and_cohort() -> None:
     assert totals[(TASK, 1, "internal")]["llm_error"] == 2
     assert totals[(TASK, 1, "general")] == {**dict.fromkeys(totals[(TASK, 1, "general")], 0),
                                             "count": 1}
+
+
+def test_a_big_partial_is_sent_in_bounded_messages(control: Control) -> None:
+    attributor = Attributor(control.index)
+    batch = [record(T0 + i % 12, call_id=f"c{i}", release=1 + i % 2) for i in range(25)]
+    [whole] = attributor.process(batch, now=T0 + 20)
+    whole.violations = {2: 3}
+    parts = whole.split(max_rows=4)
+    assert len(parts) == 7
+    assert all(sum(len(r) for b in p.rows.values() for r in b.values()) <= 4 for p in parts)
+    assert sum(p.evaluations for p in parts) == 25
+    assert [p.violations for p in parts] == [{2: 3}] + [{}] * 6
+    assert [p.final for p in parts] == [False] * 6 + [True]
+    assert Partial.decode(parts[0].encode()).final is False
+    assert {p.watermark for p in parts} == {whole.watermark}
+    merged: dict[tuple[str, int], int] = {}
+    for part in parts:
+        for key, count in counts(Partial.decode(part.encode())).items():
+            merged[key] = merged.get(key, 0) + count
+    assert merged == counts(whole)
+    assert whole.split(max_rows=25) == [whole]

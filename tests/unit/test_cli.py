@@ -12,7 +12,7 @@ import pytest
 import typer
 from relctl.domain.guards import normalize_rules
 from relctl.domain.release import ReleaseSpec
-from relctl.entrypoints import cli
+from relctl.entrypoints import cli, cli_base
 from relctl.infra.embedded import free_port
 from relctl.infra.stackfile import LOCK_FILE, STACK_FILE, find_stack, stack_is_running
 from typer.testing import CliRunner
@@ -103,7 +103,7 @@ def test_without_a_token_or_a_stack_it_says_exactly_what_to_set(nowhere: Path) -
 
 
 def test_http_statuses_map_to_distinct_exit_codes() -> None:
-    assert {cli.EXIT[s] for s in (400, 409, 404, 401, 503)} == {
+    assert {cli_base.EXIT[s] for s in (400, 409, 404, 401, 503)} == {
         cli.ExitCode.INVALID, cli.ExitCode.CONFLICT, cli.ExitCode.NOT_FOUND,
         cli.ExitCode.UNAUTHORIZED, cli.ExitCode.UNAVAILABLE}
     assert len(set(cli.ExitCode)) == len(cli.ExitCode.__members__)
@@ -122,7 +122,7 @@ RESOLUTION: dict[str, Any] = {
 def test_resolve_prints_release_why_pipeline_and_flags_not_json(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cli.show(RESOLUTION, cli.OutputFormat.text)
+    cli_base.show(RESOLUTION, cli.OutputFormat.text)
     out = capsys.readouterr().out
     assert "acme runs csat release 2 (source: rollout)" in out
     assert "- acme is in the 25 % bucket of rollout r1" in out
@@ -137,7 +137,7 @@ def test_history_is_one_aligned_line_per_event_with_full_time_and_reason(
     events = [{"time": f"2026-12-02T16:0{i}:00.123456+00:00", "type": f"io.relctl.rollout.e{i}.v1",
                "data": {"actor": "admin" if i else "relctl-guard", "reason": reason.strip()}}
               for i in range(3)]
-    cli.show({"aggregate_id": "r1", "events": events}, cli.OutputFormat.text)
+    cli_base.show({"aggregate_id": "r1", "events": events}, cli.OutputFormat.text)
     lines = [line for line in capsys.readouterr().out.splitlines() if "2026-12-02T" in line]
     assert len(lines) == 3
     assert all(line.rstrip().endswith(reason.strip()) for line in lines)
@@ -145,7 +145,7 @@ def test_history_is_one_aligned_line_per_event_with_full_time_and_reason(
 
 
 def test_json_output_is_the_api_answer(capsys: pytest.CaptureFixture[str]) -> None:
-    cli.show(RESOLUTION, cli.OutputFormat.json)
+    cli_base.show(RESOLUTION, cli.OutputFormat.json)
     assert json.loads(capsys.readouterr().out) == RESOLUTION
 
 
@@ -222,9 +222,9 @@ def test_rollout_show_prints_each_rules_latest_verdict(capsys: pytest.CaptureFix
                "at": "2026-12-02T16:30:18+00:00"}
     few = {**pending, "rule": "latency", "outcome": "Inconclusive", "samples": 20,
            "breach_since": None, "time_left_seconds": None}
-    cli.show({"kind": "Rollout", "id": "r1", "task": "csat", "baseline": 1, "candidate": 2,
+    cli_base.show({"kind": "Rollout", "id": "r1", "task": "csat", "baseline": 1, "candidate": 2,
               "state": "Running", "steps": [50, 100], "step_index": 0,
-              "verdicts": [pending, few]}, cli.OutputFormat.text)
+              "verdicts": [pending, few]}, cli_base.OutputFormat.text)
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == [
         "  verdict errors: Pending, llm_error_rate 0.2 > 0.05, 60 of 50 samples over 120 s, "

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import pytest
 from relctl.application.service import ControlPlane
+from relctl.domain.release import prompt_hash
 from relctl.streams.control_index import GUARDED_STATES, ControlIndex
 
 from tests.unit.stream_support import (
@@ -22,7 +23,7 @@ from tests.unit.stream_support import (
     iso,
     kafka_envelopes,
 )
-from tests.unit.support import ACTOR, REASON
+from tests.unit.support import ACTOR, REASON, spec
 
 
 def snapshot(index: ControlIndex) -> dict[str, Any]:
@@ -312,9 +313,28 @@ def test_envelope_without_a_version_is_refused(bad_id: str) -> None:
 def test_event_types_the_index_does_not_use_are_counted_but_change_nothing() -> None:
     control = Control(releases=1)
     kinds = {env["type"] for env in envelopes(control.app)}
-    assert "io.relctl.release.drafted.v1" in kinds
+    assert "io.relctl.release.stage_changed.v1" in kinds
     index = ControlIndex()
-    assert index.apply({"id": "r:1", "type": "io.relctl.release.drafted.v1", "data": {}})
+    assert index.apply({"id": "r:1", "type": "io.relctl.release.stage_changed.v1", "data": {}})
     assert index.apply({"id": "r:2", "type": "io.relctl.something.new.v9", "data": None})
     assert index.applied == 2 and index.versions == {"r": 2}
     assert (index.rollouts, index.releases, index.cohorts) == ({}, {}, {})
+
+
+def test_the_index_keeps_what_each_release_runs() -> None:
+    """The trace contract a record is checked against: the Drafted event's content, replaced
+    by a Revised one while the release is a draft."""
+    control = Control(releases=2)
+    first, second = control.index.trace(TASK, 1), control.index.trace(TASK, 2)
+    assert first is not None and second is not None
+    assert first.prompt_hash != second.prompt_hash
+    assert (first.model_provider, first.seed) == ("openai", 7)
+    assert control.index.trace(TASK, 3) is None
+    draft = control.app.create_release(TASK, spec(prompt_template="draft one"), ACTOR, REASON)
+    number = int(draft["aggregate"]["number"])
+    control.app.revise_release(TASK, number, spec(prompt_template="draft two", seed=8),
+                               ACTOR, REASON)
+    control.sync()
+    revised = control.index.trace(TASK, number)
+    assert revised is not None and revised.seed == 8
+    assert revised.prompt_hash == prompt_hash("draft two")

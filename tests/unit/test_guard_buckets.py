@@ -336,7 +336,7 @@ def test_retention_falls_back_to_the_default_once_the_rollout_is_closed() -> Non
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "bug (partly fixed): Guard._retention falls back to the 1200 s default while the index "
+    "bug (partly fixed): Guard.retention falls back to the 1200 s default while the index "
     "does not know the task's active rollout. The worker now waits for the index to catch up "
     "at startup, but if the control topic lags by more than the default retention at run "
     "time (relay down or behind), buckets that the rollout's longer guard window needs, "

@@ -1,0 +1,324 @@
+"""Runs one release over a golden set through any OpenAI-compatible endpoint (official SDK).
+
+Per call: redact the transcript, flag injection phrasings, build the delimited data block, ask
+for structured output with the release's JSON schema (falling back to plain JSON once per run
+when the endpoint refuses ``response_format``), validate the answer and count every repair,
+and record the trace with tokens, latency and cost. Concurrency is bounded by a semaphore;
+transient errors (429, 5xx, timeouts, dropped connections) are retried with exponential backoff
+and jitter by tenacity. Every finished call is appended to a checkpoint file at once, so an
+interrupted run resumes without re-sending finished calls; failed calls are sent again.
+"""
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import jsonschema
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticError
+from relctl.adapters.redaction import Redactor
+from relctl.domain.errors import ValidationError
+from relctl.domain.gate_prompt import CALL_REF_HEADER, build_messages, injection_flags
+from relctl.domain.gates import Arm, CallTrace, ModelPricing, Scorecard
+from relctl.domain.golden import GoldenCall
+from relctl.domain.release import ReleaseSpec, prompt_hash
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tqdm import tqdm
+
+
+class EndpointConfig(BaseModel):
+    """Where and how to call models; from ``RELCTL_LLM_*`` or a JSON file (``from_file``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    api_key: str = Field(default="", repr=False)
+    pricing: dict[str, ModelPricing]
+    timeout_s: float = Field(default=60.0, gt=0)
+    concurrency: int = Field(default=8, ge=1, le=512)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=20.0, ge=0)
+    structured_output: bool = True
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "EndpointConfig":
+        pricing = json.loads(os.environ.get("RELCTL_LLM_PRICING") or "{}")
+        values: dict[str, Any] = {
+            "base_url": os.environ.get("RELCTL_LLM_BASE_URL", "http://127.0.0.1:8760/v1"),
+            "api_key": os.environ.get("RELCTL_LLM_API_KEY", ""),
+            "pricing": pricing,
+        }
+        if os.environ.get("RELCTL_LLM_CONCURRENCY"):
+            values["concurrency"] = int(os.environ["RELCTL_LLM_CONCURRENCY"])
+        if os.environ.get("RELCTL_LLM_TIMEOUT_S"):
+            values["timeout_s"] = float(os.environ["RELCTL_LLM_TIMEOUT_S"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "EndpointConfig":
+        data = json.loads(Path(path).read_text("utf-8"))
+        data.setdefault("api_key", os.environ.get("RELCTL_LLM_API_KEY", ""))
+        return cls.model_validate(data)
+
+
+class ReleaseUnderTest(BaseModel):
+    """The parts of a release a gate run needs, read from a ``ReleaseSpec``'s attributes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    release_id: str
+    arm: Arm
+    prompt_template: str
+    prompt_version: str | None = None
+    model: str
+    temperature: float
+    seed: int
+    output_schema: dict[str, Any]
+    blueprint_version_id: str | None = None
+
+    @classmethod
+    def from_spec(cls, release_id: str, arm: Arm, spec: ReleaseSpec,
+                  prompt_version: str | None = None) -> "ReleaseUnderTest":
+        return cls(
+            release_id=release_id, arm=arm, prompt_template=spec.prompt_template,
+            prompt_version=prompt_version or spec.output_schema_version,
+            model=spec.model_version, temperature=spec.temperature, seed=spec.seed,
+            output_schema=spec.output_schema, blueprint_version_id=spec.blueprint_version_id)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return isinstance(exc, openai.APITimeoutError | openai.APIConnectionError)
+
+
+FENCE_RE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def _coerce(value: Any, schema: dict[str, Any], repairs: list[str]) -> Any:
+    kind = schema.get("type")
+    if kind in ("number", "integer") and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        repairs.append("coerced_string_to_number")
+        return int(number) if kind == "integer" and number.is_integer() else number
+    if isinstance(value, str) and "enum" in schema and value not in schema["enum"]:
+        lowered = value.strip().lower()
+        if lowered in schema["enum"]:
+            repairs.append("coerced_enum_case")
+            return lowered
+    if kind == "object" and isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {k: _coerce(v, props[k] if k in props else extra if isinstance(extra, dict)
+                           else {}, repairs) for k, v in value.items()}
+    if kind == "array" and isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_coerce(v, schema["items"], repairs) for v in value]
+    return value
+
+
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    """One compiled validator per distinct schema (a run checks hundreds of answers)."""
+    key = json.dumps(schema, sort_keys=True)
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = jsonschema.Draft202012Validator(schema)
+    return _VALIDATORS[key]
+
+
+def parse_answer(
+    raw: str | None, schema: dict[str, Any],
+) -> tuple[Scorecard | None, bool, list[str]]:
+    """(scorecard or None, valid as sent, repairs applied). A repair is listed, never hidden."""
+    repairs: list[str] = []
+    if not raw:
+        return None, False, ["empty_answer"]
+    text = raw
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        fenced = FENCE_RE.match(text)
+        if fenced:
+            repairs.append("stripped_code_fence")
+            text = fenced.group(1)
+        start, end = text.find("{"), text.rfind("}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            if start < 0 or end <= start:
+                return None, False, [*repairs, "unparseable_json"]
+            repairs.append("extracted_json_object")
+            try:
+                value = json.loads(text[start:end + 1])
+            except json.JSONDecodeError:
+                return None, False, [*repairs, "unparseable_json"]
+    validator = _validator(schema)
+    fits = validator.is_valid(value)
+    valid_as_sent = fits and not repairs
+    if not fits:
+        value = _coerce(value, schema, repairs)
+        if not validator.is_valid(value):
+            return None, False, [*repairs, "schema_violation"]
+    try:
+        card = Scorecard.model_validate(value)
+    except PydanticError:
+        return None, False, [*repairs, "not_a_scorecard"]
+    return card, valid_as_sent, repairs
+
+
+def load_checkpoint(path: Path) -> dict[str, CallTrace]:
+    """Finished calls of an earlier (possibly interrupted) run; failed calls do not count."""
+    done: dict[str, CallTrace] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text("utf-8").splitlines():
+        try:
+            trace = CallTrace.model_validate_json(line)
+        except PydanticError:
+            continue  # a line cut short by the interruption
+        if trace.error is None:
+            done[trace.call_id] = trace
+        else:
+            done.pop(trace.call_id, None)
+    return done
+
+
+class GateRunner:
+    def __init__(self, config: EndpointConfig, redactor: Redactor | None = None,
+                 client: AsyncOpenAI | None = None) -> None:
+        self.config = config
+        self.redactor = redactor or Redactor()
+        self._client = client
+        self._structured = config.structured_output
+
+    def _pricing(self, model: str) -> ModelPricing:
+        pricing = self.config.pricing.get(model)
+        if pricing is None:
+            raise ValidationError(
+                f"no token pricing configured for model {model!r}; add it to the endpoint "
+                "configuration's pricing (dollars per million input and output tokens)")
+        return pricing
+
+    async def run(
+        self, release: ReleaseUnderTest, calls: Sequence[GoldenCall], checkpoint: Path,
+        progress: bool = False, on_trace: Callable[[CallTrace], None] | None = None,
+    ) -> list[CallTrace]:
+        """Traces for every call, in golden-set order; resumes from ``checkpoint``."""
+        pricing = self._pricing(release.model)
+        done = load_checkpoint(checkpoint)
+        todo = [call for call in calls if call.call_id not in done]
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        semaphore = asyncio.Semaphore(self.config.concurrency)
+        client = self._client or AsyncOpenAI(
+            base_url=self.config.base_url, api_key=self.config.api_key or "unused",
+            max_retries=0, timeout=self.config.timeout_s)
+        bar = tqdm(total=len(calls), initial=len(calls) - len(todo), disable=not progress,
+                   desc=f"{release.arm} {release.model}", unit="call")
+        try:
+            with checkpoint.open("a", encoding="utf-8") as sink:
+                async def one(call: GoldenCall) -> None:
+                    async with semaphore:
+                        trace = await self._call(client, release, call, pricing)
+                    sink.write(trace.model_dump_json() + "\n")
+                    sink.flush()
+                    done[call.call_id] = trace
+                    bar.update(1)
+                    if on_trace:
+                        on_trace(trace)
+
+                async with asyncio.TaskGroup() as group:
+                    for call in todo:
+                        group.create_task(one(call))
+        finally:
+            bar.close()
+            if self._client is None:
+                await client.close()
+        return [done[call.call_id] for call in calls]
+
+    async def _call(self, client: AsyncOpenAI, release: ReleaseUnderTest, call: GoldenCall,
+                    pricing: ModelPricing) -> CallTrace:
+        redaction = self.redactor.redact(call.transcript)
+        messages = build_messages(release.prompt_template, redaction.text)
+        base: dict[str, Any] = {
+            "call_id": call.call_id, "arm": release.arm, "release_id": release.release_id,
+            "prompt_version": release.prompt_version,
+            "prompt_hash": prompt_hash(release.prompt_template),
+            "requested_model": release.model, "temperature": release.temperature,
+            "seed": release.seed, "blueprint_version_id": release.blueprint_version_id,
+            "injection_flags": injection_flags(redaction.text),
+            "redactions": redaction.as_counts(),
+        }
+        attempts = 0
+        started = time.perf_counter()
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.config.max_attempts),
+                wait=wait_exponential_jitter(multiplier=self.config.backoff_initial_s,
+                                             max=self.config.backoff_max_s),
+                retry=retry_if_exception(is_transient), reraise=True,
+            ):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    started = time.perf_counter()
+                    response, structured = await self._create(
+                        client, release, messages, call.call_id)
+        except (openai.APIError, openai.OpenAIError) as exc:
+            return CallTrace(**base, attempts=max(1, attempts), error=_describe(exc))
+        latency_ms = (time.perf_counter() - started) * 1000
+        raw = response.choices[0].message.content if response.choices else None
+        output, valid, repairs = parse_answer(raw, release.output_schema)
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        return CallTrace(
+            **base, returned_model=response.model,
+            model_mismatch=response.model != release.model, structured_output=structured,
+            schema_valid=valid, repairs=repairs, output=output, raw_output=raw,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            latency_ms=latency_ms, cost_usd=pricing.cost(prompt_tokens, completion_tokens),
+            attempts=attempts)
+
+    async def _create(self, client: AsyncOpenAI, release: ReleaseUnderTest,
+                      messages: list[dict[str, str]], call_id: str,
+                      ) -> tuple[ChatCompletion, bool]:
+        chat = cast(Any, messages)  # the SDK's TypedDict message params; ours are plain dicts
+        headers = {CALL_REF_HEADER: call_id}
+        if self._structured:
+            schema_format: Any = {"type": "json_schema", "json_schema": {
+                "name": "scorecard", "schema": release.output_schema, "strict": True}}
+            try:
+                return await client.chat.completions.create(
+                    model=release.model, messages=chat, temperature=release.temperature,
+                    seed=release.seed, response_format=schema_format,
+                    extra_headers=headers), True
+            except openai.BadRequestError as exc:
+                if "response_format" not in str(exc):
+                    raise
+                self._structured = False  # this endpoint cannot; every trace records it
+        return await client.chat.completions.create(
+            model=release.model, messages=chat, temperature=release.temperature,
+            seed=release.seed, extra_headers=headers), False
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {type(exc).__name__}"
+    return type(exc).__name__

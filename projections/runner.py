@@ -1,0 +1,301 @@
+"""Runs the read models over the notification log, exactly once per event per view.
+
+Each batch of notifications is applied in one PostgreSQL transaction that also moves the
+views' tracking positions; the tracking rows are locked (``FOR UPDATE``) first, so a second
+runner waits and then finds the events already projected. A crash anywhere loses only the
+uncommitted batch, and a restarted runner resumes from the committed positions. Between
+batches the runner sleeps on the event store's LISTEN/NOTIFY channel, so new events are
+projected as soon as they are committed.
+
+Views read the control aggregates as of each event (a fold kept in memory). The fold is not
+persisted: a runner rebuilds it by reading the log from the start without writing, which is
+the same pure code as the live path (and costs a read of the log on every start).
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import psycopg
+from eventsourcing.persistence import Notification, OperationalError
+from eventsourcing.utils import TopicError
+from psycopg import sql
+from relctl.application.service import ControlPlane
+from relctl.domain.base import ControlAggregate
+from relctl.domain.errors import UnavailableError
+from relctl.domain.read_models import ProjectionName
+from relctl.projections.views import Fold, Step, View, all_views, content_hash_sql
+
+logger = logging.getLogger(__name__)
+
+BATCH = 5000
+TRACKING = "relctl_rm_tracking"
+
+
+def _snapshot(aggregate: Any) -> dict[str, Any] | None:
+    if not isinstance(aggregate, ControlAggregate):
+        return None
+    try:
+        summary = aggregate.summary()
+    except NotImplementedError:
+        return None
+    return orjson.loads(orjson.dumps(summary, option=orjson.OPT_NON_STR_KEYS))  # type: ignore[no-any-return]
+
+
+class ProjectorSet:
+    """The read models of one relctl schema, and the loop that keeps them current."""
+
+    def __init__(self, app: ControlPlane, database_url: str, schema: str,
+                 views: Sequence[View] | None = None, batch_size: int = BATCH) -> None:
+        self.app = app
+        self.url = database_url
+        self.schema = schema
+        self.views = list(views) if views is not None else all_views()
+        self.batch_size = batch_size
+        self.conn: psycopg.Connection[Any] | None = None
+        # Reads of positions and hashes use their own connection: the runner's one may be in
+        # the middle of a batch's transaction, whose uncommitted positions must not be seen.
+        self.reader: psycopg.Connection[Any] | None = None
+        self._lock = threading.RLock()
+        self._forget()
+
+    # ---- connection and tables ------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, options=f"-c search_path={self.schema}",
+                               connect_timeout=5)
+
+    def open(self) -> "ProjectorSet":
+        self.conn = self._connect()
+        self.conn.autocommit = True
+        self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+            sql.Identifier(self.schema)))
+        self.setup()
+        return self
+
+    def close(self) -> None:
+        for conn in (self.conn, self.reader):
+            if conn is not None:
+                conn.close()
+        self.conn = self.reader = None
+
+    def __enter__(self) -> "ProjectorSet":
+        return self.open()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _db(self) -> psycopg.Connection[Any]:
+        if self.conn is None or self.conn.closed:
+            self.open()
+        assert self.conn is not None
+        return self.conn
+
+    def _read(self) -> psycopg.Connection[Any]:
+        if self.reader is None or self.reader.closed:
+            self.reader = self._connect()
+            self.reader.autocommit = True
+        return self.reader
+
+    def setup(self) -> None:
+        conn = self._db()
+        with conn.transaction():
+            # One creator at a time: concurrent CREATE TABLE IF NOT EXISTS can still collide.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.rm'))")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {TRACKING} ("
+                         " name text PRIMARY KEY, position bigint NOT NULL)")
+            for view in self.views:
+                for statement in view.ddl:
+                    conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(f"INSERT INTO {TRACKING} VALUES (%s, 0) "  # noqa: S608
+                             "ON CONFLICT (name) DO NOTHING", (view.name.value,))
+
+    def _forget(self) -> None:
+        """Drop the in-memory fold: the next batch rebuilds it from the log's start."""
+        self.fold = Fold()
+        self.folded = 0
+        self.snapshots: dict[Any, dict[str, Any] | None] = {}
+        self._loaded = False
+        for view in self.views:
+            view.reset()
+
+    # ---- positions ------------------------------------------------------------------------
+
+    def positions(self) -> dict[ProjectionName, int]:
+        rows = self._read().execute(f"SELECT name, position FROM {TRACKING}").fetchall()  # noqa: S608
+        known = {view.name.value for view in self.views}
+        return {ProjectionName(name): int(pos) for name, pos in rows if name in known}
+
+    def position(self) -> int:
+        """The position every view has reached (the slowest one)."""
+        return min(self.positions().values(), default=0)
+
+    def head(self) -> int:
+        return int(self.app.recorder.max_notification_id() or 0)
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def catch_up(self, limit: int | None = None) -> int:
+        """Project every event committed so far (or ``limit`` events); return how many."""
+        done = 0
+        while limit is None or done < limit:
+            count = self.step(self.batch_size if limit is None
+                              else min(self.batch_size, limit - done))
+            done += count
+            if count == 0:
+                break
+        return done
+
+    def step(self, limit: int) -> int:
+        """Read one batch and apply it; every write and the positions commit together."""
+        with self._lock:
+            notifications = self.app.recorder.select_notifications(
+                start=self.folded + 1, limit=limit)
+            if not notifications:
+                return 0
+            conn = self._db()
+            stale = False
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(f"SELECT name, position FROM {TRACKING} "  # noqa: S608
+                                "WHERE name = ANY(%s) FOR UPDATE",
+                                ([v.name.value for v in self.views],))
+                    tracked = {name: int(pos) for name, pos in cur.fetchall()}
+                    positions = [tracked.get(v.name.value, -1) for v in self.views]
+                    # A view behind our fold was dropped (rebuilt) by someone else: our memory
+                    # is of no use to it, so start again from the log's first event.
+                    stale = any(p < self.folded for p in positions)
+                    if not stale:
+                        self._project(cur, notifications, positions)
+            except BaseException:
+                self._forget()
+                raise
+            if stale:
+                self._forget()
+                if any(p < 0 for p in positions):
+                    self.setup()
+                return self.step(limit)
+            self.folded = notifications[-1].id
+            return len(notifications)
+
+    def _project(self, cur: Any, notifications: Sequence[Notification],
+                 positions: list[int]) -> None:
+        if not self._loaded:
+            for view in self.views:
+                view.load(cur)
+            self._loaded = True
+        self._apply(notifications, positions)
+        last = notifications[-1].id
+        for view, position in zip(self.views, positions, strict=True):
+            if position < last:
+                view.flush(cur, self.fold)
+                cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
+                            "WHERE name = %s", (last, view.name.value))
+
+    def _apply(self, notifications: Iterable[Notification], positions: list[int]) -> None:
+        mapper = self.app.mapper
+        fold = self.fold
+        for notification in notifications:
+            active = [v for v, p in zip(self.views, positions, strict=True)
+                      if p < notification.id]
+            raw: dict[str, Any] = {}
+            try:
+                event: Any = mapper.to_domain_event(notification)
+                at = event.timestamp
+            except TopicError:
+                # A type this code base does not know (newer writer, retired class): no view
+                # can fold it, but the audit trail still records it and every position advances.
+                event = None
+                raw = mapper.transcoder.decode(notification.state)
+                at = raw.get("timestamp")
+            aggregate_id: Any = notification.originator_id
+            before = None
+            if event is not None:
+                if active:
+                    before = self.snapshots.get(aggregate_id) if aggregate_id in self.snapshots \
+                        else _snapshot(fold.view.aggregates.get(aggregate_id))
+                fold.view.apply(event)
+            aggregate = fold.view.aggregates.get(aggregate_id) if event is not None else None
+            fold.observe(aggregate)
+            after = None
+            if active and event is not None:
+                after = _snapshot(aggregate)
+                self.snapshots[aggregate_id] = after
+            else:
+                self.snapshots.pop(aggregate_id, None)
+            step = Step(
+                position=notification.id, at=at, topic=notification.topic,
+                name=type(event).__qualname__ if event is not None else notification.topic,
+                event=event, raw=raw, aggregate_id=str(aggregate_id),
+                aggregate_version=notification.originator_version,
+                kind=getattr(aggregate, "kind", None), aggregate=aggregate,
+                before=before, after=after,
+            )
+            for view in self.views:
+                view.observe(step, fold)
+            for view in active:
+                view.handle(step, fold)
+
+    def run(self, stop: threading.Event, idle_wait: float = 1.0) -> None:
+        """Project until ``stop`` is set, waking on the store's NOTIFY (or every idle_wait)."""
+        listener = self._connect()
+        listener.autocommit = True
+        try:
+            listener.execute(sql.SQL("LISTEN {}").format(
+                sql.Identifier(self.app.recorder.channel_name)))  # type: ignore[attr-defined]
+            while not stop.is_set():
+                try:
+                    if self.catch_up():
+                        continue
+                except (psycopg.Error, OperationalError) as exc:
+                    # Database down, or tables dropped by a concurrent rebuild: retry later.
+                    logger.warning("projector batch failed, retrying: %s", exc)
+                    self.close()
+                    stop.wait(idle_wait)
+                    continue
+                for _ in listener.notifies(timeout=idle_wait, stop_after=1):
+                    pass
+        finally:
+            listener.close()
+
+    def wait_for(self, position: int, timeout: float = 5.0) -> None:
+        """Read-your-writes: return once every view has reached ``position``."""
+        deadline = time.monotonic() + timeout
+        while self.position() < position:
+            if time.monotonic() > deadline:
+                raise UnavailableError(
+                    f"the read models are behind the event store (at {self.position()}, "
+                    f"need {position}); is the projector running (relctl project)?")
+            time.sleep(0.01)
+
+    # ---- rebuild and comparison -----------------------------------------------------------
+
+    def drop(self, names: Iterable[ProjectionName] | None = None) -> None:
+        chosen = set(names) if names is not None else {v.name for v in self.views}
+        conn = self._db()
+        with self._lock, conn.transaction():
+            for view in self.views:
+                if view.name in chosen:
+                    for table in view.tables:
+                        conn.execute(f"DROP TABLE IF EXISTS {table}")  # type: ignore[arg-type]
+                    conn.execute(f"DELETE FROM {TRACKING} WHERE name = %s",  # noqa: S608
+                                 (view.name.value,))
+            self._forget()
+        self.setup()
+
+    def rebuild(self, names: Iterable[ProjectionName] | None = None) -> int:
+        self.drop(names)
+        return self.catch_up()
+
+    def content_hash(self) -> dict[ProjectionName, str]:
+        """A hash of every row of each view: two builds agree iff their rows do."""
+        conn = self._read()
+        result = {}
+        for view in self.views:
+            parts = [str(conn.execute(q).fetchone()[0])  # type: ignore[index, arg-type]
+                     for q in content_hash_sql(view.tables)]
+            result[view.name] = "/".join(parts)
+        return result

@@ -1,0 +1,473 @@
+"""The read models: PostgreSQL tables, each fed one batch of events at a time.
+
+A view never writes on its own. The runner (``projections.runner``) hands it each event past
+its tracking position, then asks it to ``flush`` the batch's changes into the transaction that
+also moves its position, so a view change and its position commit together or not at all.
+Every view has a default branch: an event type it does not know changes nothing, and its
+position still advances with the batch.
+"""
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from psycopg import Cursor
+from relctl.domain.errors import NotFoundError
+from relctl.domain.ids import release_id, task_id, tenant_id
+from relctl.domain.read_models import Cause, ChangeKind, ProjectionName
+from relctl.domain.release import Release
+from relctl.domain.resolution import ControlView, resolve
+from relctl.domain.rollout import Rollout
+from relctl.domain.task import Task
+from relctl.domain.tenant import Tenant
+
+GENESIS = "0" * 64
+
+
+def canonical(value: Any) -> bytes:
+    """One byte string per value: sorted keys, so hashes and ETags are stable."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+@dataclass
+class Step:
+    """One stored event as the views see it: decoded, with the aggregate before and after."""
+
+    position: int
+    at: datetime
+    topic: str
+    name: str
+    event: Any | None  # None when the stored event's class cannot be imported here
+    aggregate_id: str
+    aggregate_version: int
+    kind: str | None
+    aggregate: Any | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    raw: dict[str, Any] = field(default_factory=dict)  # the decoded state of an unknown event
+
+    def attr(self, name: str) -> Any:
+        if self.event is not None:
+            return getattr(self.event, name, None)
+        return self.raw.get(name)
+
+
+class CachedView(ControlView):
+    """The domain's ControlView with its key -> id derivations (UUIDv5) memoised: the
+    projector resolves many pairs per event, and hashing ids dominated that cost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ids: dict[tuple[Any, ...], Any] = {}
+
+    def _id(self, kind: str, *key: Any) -> Any:
+        found = self._ids.get((kind, *key))
+        if found is None:
+            makers: dict[str, Callable[..., Any]] = {
+                "task": task_id, "tenant": tenant_id, "release": release_id}
+            maker = makers[kind]
+            found = self._ids[(kind, *key)] = maker(*key)
+        return found
+
+    def task(self, key: str) -> Task | None:
+        return self.get(self._id("task", key), Task)  # type: ignore[no-any-return]
+
+    def tenant(self, key: str) -> Tenant | None:
+        return self.get(self._id("tenant", key), Tenant)  # type: ignore[no-any-return]
+
+    def release(self, task: str, number: int) -> Release | None:
+        return self.get(self._id("release", task, number), Release)  # type: ignore[no-any-return]
+
+
+@dataclass
+class Fold:
+    """What every view may read: the control aggregates as of the current event."""
+
+    view: ControlView = field(default_factory=CachedView)
+    tenants: set[str] = field(default_factory=set)
+    tasks: set[str] = field(default_factory=set)
+
+    def observe(self, aggregate: Any) -> None:
+        if isinstance(aggregate, Tenant):
+            self.tenants.add(aggregate.key)
+        elif isinstance(aggregate, Task):
+            self.tasks.add(aggregate.key)
+
+
+class View:
+    """A read model: its tables, what it does with one event, how it writes a batch."""
+
+    name: ProjectionName
+    tables: tuple[str, ...] = ()
+    ddl: tuple[str, ...] = ()
+
+    def observe(self, step: Step, fold: Fold) -> None:
+        """Called for every event, projected or not (keeps derived memory, such as "since")."""
+
+    def handle(self, step: Step, fold: Fold) -> None:
+        """Called for each event past this view's position; the default ignores it."""
+
+    def load(self, cur: Cursor[Any]) -> None:
+        """Read what the view needs from its own tables before its first batch."""
+
+    def flush(self, cur: Cursor[Any], fold: Fold) -> None:
+        """Write the batch's changes in the caller's transaction, then forget them."""
+
+    def reset(self) -> None:
+        """Forget anything buffered (the batch's transaction was rolled back)."""
+
+
+# ---- resolution history -------------------------------------------------------------------
+
+
+@dataclass
+class Interval:
+    valid_from: datetime
+    valid_to: datetime | None
+    resolution: bytes
+    etag: str
+    cause: Cause
+
+
+# Tenant events that concern one task (their ``task`` attribute) or a list (``tasks``); the
+# others (flags, cohort) concern every task of the tenant.
+TASK_SCOPED = {"Tenant.OverrideSet", "Tenant.OverrideCleared", "Tenant.Pinned",
+               "Tenant.Unpinned"}
+
+
+def _affected(step: Step, fold: Fold) -> list[tuple[str, str]]:
+    aggregate = step.aggregate
+    if isinstance(aggregate, Tenant):
+        if step.name in TASK_SCOPED:
+            return [(aggregate.key, step.attr("task"))]
+        if step.name == "Tenant.ResetToDefaults":
+            return [(aggregate.key, task) for task in step.attr("tasks")]
+        return [(aggregate.key, task) for task in sorted(fold.tasks)]
+    if isinstance(aggregate, Task):
+        return [(tenant, aggregate.key) for tenant in sorted(fold.tenants)]
+    if isinstance(aggregate, Release | Rollout):
+        return [(tenant, aggregate.task) for tenant in sorted(fold.tenants)]
+    return []
+
+
+def _interval(view: ControlView, tenant: str, task: str, start: datetime, end: datetime | None,
+              cause: Cause) -> Interval | None:
+    try:
+        answer = resolve(view, tenant, task, start).as_dict()
+    except NotFoundError:
+        return None
+    body = canonical(answer)
+    return Interval(start, end, body, hashlib.sha256(body).hexdigest()[:20], cause)
+
+
+class ResolutionHistory(View):
+    """Per registered tenant x task: the answer of ``resolve`` as validity intervals.
+
+    The current state is the interval containing now; ``?at=`` is the interval containing
+    ``at``. A pin opens two intervals: pinned until its expiry, then what applies after it, so
+    the pin stops applying at its instant without any new command. An event at ``t`` rewrites
+    a pair's future from ``t``: later intervals go, the one spanning ``t`` ends at ``t``.
+    """
+
+    name = ProjectionName.RESOLUTION
+    tables = ("relctl_rm_resolution",)
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS relctl_rm_resolution ("
+        " tenant text NOT NULL, task text NOT NULL, valid_from timestamptz NOT NULL,"
+        " valid_to timestamptz, resolution jsonb NOT NULL, etag text NOT NULL,"
+        " cause jsonb NOT NULL, PRIMARY KEY (tenant, task, valid_from))",
+    )
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, str], tuple[datetime, list[Interval]]] = {}
+
+    def handle(self, step: Step, fold: Fold) -> None:
+        pairs = _affected(step, fold)
+        if not pairs:
+            return
+        cause = Cause(ChangeKind.EVENT, step.position, step.name, step.attr("actor"),
+                      step.attr("reason"))
+        for tenant, task in pairs:
+            self._rewrite(fold.view, tenant, task, step.at, cause)
+
+    def _rewrite(self, view: ControlView, tenant: str, task: str, at: datetime,
+                 cause: Cause) -> None:
+        earliest, intervals = self.pending.get((tenant, task), (at, []))
+        tenant_state = view.tenant(tenant)
+        pin = tenant_state.active_pin(task, at) if tenant_state else None
+        kept = []
+        for interval in intervals:
+            if interval.valid_from >= at:
+                continue
+            if interval.valid_to is None or interval.valid_to > at:
+                interval.valid_to = at
+            kept.append(interval)
+        first = _interval(view, tenant, task, at, None, cause)
+        if first is not None and pin is not None:
+            expiry = datetime.fromisoformat(pin["expires_at"])
+            first.valid_to = expiry
+            kept.append(first)
+            expired = Cause(ChangeKind.PIN_EXPIRED, cause.position, "PinExpired", None,
+                            f"pin to v{pin['release']} expired")
+            after = _interval(view, tenant, task, expiry, None, expired)
+            if after is not None:
+                kept.append(after)
+        elif first is not None:
+            kept.append(first)
+        self.pending[(tenant, task)] = (min(earliest, at), kept)
+
+    def flush(self, cur: Cursor[Any], fold: Fold) -> None:
+        if not self.pending:
+            return
+        # One index range per pair (executemany pipelines them): a join against the whole
+        # history table would grow with it.
+        bounds = [(tenant, task, earliest)
+                  for (tenant, task), (earliest, _) in self.pending.items()]
+        cur.executemany("DELETE FROM relctl_rm_resolution WHERE tenant = %s AND task = %s "
+                        "AND valid_from >= %s", bounds)
+        cur.executemany("UPDATE relctl_rm_resolution SET valid_to = %s WHERE tenant = %s "
+                        "AND task = %s AND valid_from < %s AND (valid_to IS NULL OR "
+                        "valid_to > %s)", [(t, a, b, t, t) for a, b, t in bounds])
+        with cur.copy("COPY relctl_rm_resolution (tenant, task, valid_from, valid_to, "
+                      "resolution, etag, cause) FROM STDIN") as copy:
+            for (tenant, task), (_, intervals) in self.pending.items():
+                for i in intervals:
+                    copy.write_row((tenant, task, i.valid_from, i.valid_to,
+                                    i.resolution.decode(), i.etag,
+                                    canonical(i.cause.as_dict()).decode()))
+        self.pending.clear()
+
+    def reset(self) -> None:
+        self.pending.clear()
+
+
+# ---- rollouts -----------------------------------------------------------------------------
+
+
+class Rollouts(View):
+    """Rollout status (state, step, rules, decisions) and every transition with its evidence."""
+
+    name = ProjectionName.ROLLOUTS
+    tables = ("relctl_rm_rollouts", "relctl_rm_rollout_transitions")
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS relctl_rm_rollouts ("
+        " rollout_id text PRIMARY KEY, task text NOT NULL, summary jsonb NOT NULL,"
+        " position bigint NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS relctl_rm_rollout_transitions ("
+        " position bigint PRIMARY KEY, rollout_id text NOT NULL, at timestamptz NOT NULL,"
+        " event text NOT NULL, from_state text, to_state text NOT NULL, step jsonb,"
+        " actor text, reason text, evidence jsonb)",
+        "CREATE INDEX IF NOT EXISTS relctl_rm_rollout_transitions_by_rollout"
+        " ON relctl_rm_rollout_transitions (rollout_id, position)",
+    )
+
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[str, bytes, int]] = {}
+        self.transitions: list[tuple[Any, ...]] = []
+
+    def handle(self, step: Step, fold: Fold) -> None:
+        if not isinstance(step.aggregate, Rollout) or step.after is None:
+            return
+        after = step.after
+        self.latest[step.aggregate_id] = (after["task"], canonical(after), step.position)
+        evidence = step.attr("evidence")
+        self.transitions.append((
+            step.position, step.aggregate_id, step.at, step.name,
+            (step.before or {}).get("state"), after["state"],
+            canonical(after["current_step"]).decode(), step.attr("actor"), step.attr("reason"),
+            canonical(evidence).decode() if evidence is not None else None,
+        ))
+
+    def flush(self, cur: Cursor[Any], fold: Fold) -> None:
+        if self.latest:
+            ids = list(self.latest)
+            cur.execute(
+                "INSERT INTO relctl_rm_rollouts (rollout_id, task, summary, position) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::bigint[]) "
+                "ON CONFLICT (rollout_id) DO UPDATE SET task = EXCLUDED.task, "
+                "summary = EXCLUDED.summary, position = EXCLUDED.position",
+                (ids, [self.latest[i][0] for i in ids],
+                 [self.latest[i][1].decode() for i in ids], [self.latest[i][2] for i in ids]))
+        if self.transitions:
+            with cur.copy("COPY relctl_rm_rollout_transitions FROM STDIN") as copy:
+                for row in self.transitions:
+                    copy.write_row(row)
+        self.reset()
+
+    def reset(self) -> None:
+        self.latest.clear()
+        self.transitions.clear()
+
+
+# ---- tenants, overrides, pins -------------------------------------------------------------
+
+
+class Inventory(View):
+    """Who overrides or pins what, since when, and each tenant's cohort and flags."""
+
+    name = ProjectionName.INVENTORY
+    tables = ("relctl_rm_tenants", "relctl_rm_overrides", "relctl_rm_pins")
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS relctl_rm_tenants ("
+        " tenant text PRIMARY KEY, name text NOT NULL, cohort text NOT NULL,"
+        " flags jsonb NOT NULL, registered_at timestamptz NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS relctl_rm_overrides ("
+        " tenant text NOT NULL, task text NOT NULL, kind text NOT NULL, value text NOT NULL,"
+        " base_release int, by_actor text NOT NULL, reason text NOT NULL,"
+        " since timestamptz NOT NULL, PRIMARY KEY (tenant, task, kind))",
+        "CREATE TABLE IF NOT EXISTS relctl_rm_pins ("
+        " tenant text NOT NULL, task text NOT NULL, release int NOT NULL,"
+        " expires_at timestamptz NOT NULL, by_actor text NOT NULL, reason text NOT NULL,"
+        " since timestamptz NOT NULL, PRIMARY KEY (tenant, task))",
+    )
+
+    def __init__(self) -> None:
+        self.override_since: dict[tuple[str, str, str], datetime] = {}
+        self.pin_since: dict[tuple[str, str], datetime] = {}
+        self.registered: dict[str, datetime] = {}
+        self.touched: set[str] = set()
+
+    def observe(self, step: Step, fold: Fold) -> None:
+        if not isinstance(step.aggregate, Tenant):
+            return
+        key = step.aggregate.key
+        self.registered.setdefault(key, step.at)
+        if step.name == "Tenant.OverrideSet":
+            self.override_since[(key, step.attr("task"), step.attr("override_kind"))] = step.at
+        elif step.name == "Tenant.Pinned":
+            self.pin_since[(key, step.attr("task"))] = step.at
+
+    def handle(self, step: Step, fold: Fold) -> None:
+        if isinstance(step.aggregate, Tenant):
+            self.touched.add(step.aggregate.key)
+
+    def flush(self, cur: Cursor[Any], fold: Fold) -> None:
+        if not self.touched:
+            return
+        keys = sorted(self.touched)
+        for table in self.tables:
+            cur.execute(f"DELETE FROM {table} WHERE tenant = ANY(%s)", (keys,))  # noqa: S608
+        tenants, overrides, pins = [], [], []
+        for key in keys:
+            tenant = fold.view.tenant(key)
+            if tenant is None:
+                continue
+            tenants.append((key, tenant.name, tenant.cohort, canonical(tenant.flags).decode(),
+                            self.registered[key]))
+            for task, entry in tenant.overrides.items():
+                for kind, item in entry["values"].items():
+                    overrides.append((key, task, kind, item["value"], entry["base_release"],
+                                      item["by"], item["reason"],
+                                      self.override_since[(key, task, kind)]))
+            for task, pin in tenant.pins.items():
+                pins.append((key, task, pin["release"], datetime.fromisoformat(pin["expires_at"]),
+                             pin["by"], pin["reason"], self.pin_since[(key, task)]))
+        for table, rows in (("relctl_rm_tenants", tenants), ("relctl_rm_overrides", overrides),
+                            ("relctl_rm_pins", pins)):
+            if rows:
+                with cur.copy(f"COPY {table} FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        self.touched.clear()
+
+    def reset(self) -> None:
+        self.touched.clear()
+
+
+# ---- audit trail --------------------------------------------------------------------------
+
+
+def chain(previous: str, content: str) -> str:
+    """The hash of an audit row: over its content and the previous row's hash."""
+    return hashlib.sha256(f"{previous}\n{content}".encode()).hexdigest()
+
+
+def changed_fields(before: dict[str, Any] | None,
+                   after: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    before, after = before or {}, after or {}
+    keys = sorted((set(before) | set(after)) - {"aggregate_version"})
+    diff = [k for k in keys if before.get(k) != after.get(k)]
+    return {k: before.get(k) for k in diff if k in before}, {k: after.get(k) for k in diff}
+
+
+AUDIT_COLUMNS = ("seq", "position", "at", "actor", "tenant", "task", "event")
+
+
+class AuditTrail(View):
+    """One row per stored event, hash-chained: editing, deleting or reordering breaks a link.
+
+    ``content`` is the canonical JSON of the row (time, actor, role, command, reason, the
+    changed fields before and after, evidence); ``hash`` covers it and the previous hash. The
+    other columns are copies for filtering, and the verifier checks they match the content.
+    """
+
+    name = ProjectionName.AUDIT
+    tables = ("relctl_rm_audit",)
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS relctl_rm_audit ("
+        " seq bigint PRIMARY KEY, position bigint NOT NULL UNIQUE, at timestamptz NOT NULL,"
+        " actor text, tenant text, task text, event text NOT NULL, content text NOT NULL,"
+        " prev_hash text NOT NULL, hash text NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS relctl_rm_audit_at ON relctl_rm_audit (at)",
+    )
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.last_hash = GENESIS
+        self.rows: list[tuple[Any, ...]] = []
+        self._loaded: tuple[int, str] = (0, GENESIS)
+
+    def load(self, cur: Cursor[Any]) -> None:
+        cur.execute("SELECT seq, hash FROM relctl_rm_audit ORDER BY seq DESC LIMIT 1")
+        row = cur.fetchone()
+        self._loaded = (int(row[0]), str(row[1])) if row else (0, GENESIS)
+        self.seq, self.last_hash = self._loaded
+
+    def handle(self, step: Step, fold: Fold) -> None:
+        before, after = changed_fields(step.before, step.after)
+        aggregate = step.aggregate
+        tenant = aggregate.key if isinstance(aggregate, Tenant) else None
+        task = step.attr("task")
+        if task is None and aggregate is not None:
+            task = aggregate.key if isinstance(aggregate, Task) else getattr(aggregate, "task",
+                                                                              None)
+        self.seq += 1
+        record = {
+            "seq": self.seq, "position": step.position, "at": step.at.isoformat(),
+            "aggregate_id": step.aggregate_id, "aggregate_kind": step.kind,
+            "aggregate_version": step.aggregate_version, "event": step.name,
+            "actor": step.attr("actor"), "role": None, "reason": step.attr("reason"),
+            "tenant": tenant, "task": task if isinstance(task, str) else None,
+            "before": before, "after": after, "evidence": step.attr("evidence"),
+        }
+        content = canonical(record).decode()
+        digest = chain(self.last_hash, content)
+        self.rows.append((self.seq, step.position, step.at, record["actor"], tenant,
+                          record["task"], step.name, content, self.last_hash, digest))
+        self.last_hash = digest
+
+    def flush(self, cur: Cursor[Any], fold: Fold) -> None:
+        if self.rows:
+            with cur.copy("COPY relctl_rm_audit FROM STDIN") as copy:
+                for row in self.rows:
+                    copy.write_row(row)
+        self.rows.clear()
+        self._loaded = (self.seq, self.last_hash)
+
+    def reset(self) -> None:
+        self.rows.clear()
+        self.seq, self.last_hash = self._loaded
+
+
+def all_views() -> list[View]:
+    return [ResolutionHistory(), Rollouts(), Inventory(), AuditTrail()]
+
+
+def content_hash_sql(tables: Iterable[str]) -> list[str]:
+    # A hash of the sorted row hashes: order-independent, and small enough for any table.
+    return [f"SELECT md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM "  # noqa: S608
+            f"(SELECT md5(t::text) AS h FROM {table} t) rows" for table in tables]
