@@ -12,7 +12,7 @@ before the rollout was known) do not wait for the next record.
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from relctl.adapters import ingest
@@ -22,7 +22,7 @@ from relctl.adapters.commands import command_record
 from relctl.domain.alerts import AlertKind
 from relctl.domain.timeliness import explain, time_problem
 from relctl.domain.trace_contract import describe, violations
-from relctl.domain.verdicts import VerdictChanges
+from relctl.domain.verdicts import RuleVerdict, VerdictChanges
 from relctl.streams.attribute import Attributor, Partial, task_scope
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.grace import Grace
@@ -253,14 +253,25 @@ class GuardAgent:
             WINDOW_EVALUATIONS.labels(task, release, produced).set(
                 sum(stats.count + stats.shadow_pairs for stats in buckets.values()))
 
-    async def publish(self, outcome: GuardResult) -> None:
-        for verdict in outcome.verdicts:
-            GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
-                OUTCOME_CODE[verdict.outcome])
-        for change in self.changes.changed(outcome.rule_verdicts):
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
+
+    async def _send_verdicts(self, changes: list[RuleVerdict]) -> None:
+        """Verdict changes are sent off the stage-2 event: their topic's first send waits for
+        its metadata, and the event (its table changes, its offset) must not wait for that."""
+        for change in changes:
             key, value, headers = verdict_record(change.model_dump(mode="json"))
             await self.topics.verdicts.send(key=key, value=value, headers=headers)
             VERDICTS.labels(change.outcome).inc()
+
+    async def publish(self, outcome: GuardResult) -> None:
+        """Send what one judgement produced; the outcome gauge moves last, once all of it is
+        out (observers polling the gauge see a judgement whose records were sent)."""
+        changes = self.changes.changed(outcome.rule_verdicts)
+        if changes:
+            self._in_background(self._send_verdicts(changes))
         for command in outcome.commands:
             key, value, headers = command_record(command.wire())
             await self.topics.commands.send(key=key, value=value, headers=headers)
@@ -273,9 +284,10 @@ class GuardAgent:
             await self.topics.alerts.send(key=key, value=value, headers=headers)
             ALERTS.labels(alert["kind"], str(alert.get("rule", AlertKind.DECISION))).inc()
         if alerts and self.alertmanager is not None:
-            task = asyncio.get_running_loop().create_task(self.alertmanager.send(alerts))
-            self._background.add(task)  # keep a reference until it is done
-            task.add_done_callback(self._background.discard)
+            self._in_background(self.alertmanager.send(alerts))
+        for verdict in outcome.verdicts:
+            GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
+                OUTCOME_CODE[verdict.outcome])
 
 
 def record_consumer_lag(consumer: Any, topic: str) -> None:

@@ -139,7 +139,11 @@ def test_stage_two_publishes_a_verdict_only_when_it_changed() -> None:
 
     def judge(now: float, buckets: dict[tuple[str, float], Any]) -> list[dict[str, Any]]:
         before = len(topics.verdicts.sent)
-        asyncio.run(agent.publish(rig.guard.handle(_partial(buckets), now)))
+        async def publish() -> None:
+            await agent.publish(rig.guard.handle(_partial(buckets), now))
+            await asyncio.gather(*agent._background)  # verdicts are sent off the event
+
+        asyncio.run(publish())
         return [json.loads(value) for _, value in topics.verdicts.sent[before:]]
 
     assert [v["outcome"] for v in judge(T0 + 1, {(CAND, B0): errors(20, 10)})] == ["Inconclusive"]
