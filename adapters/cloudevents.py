@@ -6,14 +6,15 @@ stored event itself, so a redelivered or republished event carries the same id a
 de-duplicate. ``type`` carries the schema version (``io.relctl.rollout.rolled_back.v1``), which
 is the event class's eventsourcing ``class_version``, the library's upcasting mechanism.
 
-Alerts (``io.relctl.alert.<kind>.v1``) and decisions (``io.relctl.command.<action>.v1``) come
-from the guard (``urn:relctl:guard``), with stable ids (the decision id; the alert's scope, rule,
-instant and kind). These three are built and validated with the CloudEvents SDK (``cloudevents``
-2.x: its v1 event and Kafka binding, with orjson as the data format). The evaluation fast path
-(producers' records and batches, :mod:`relctl.adapters.ingest`) keeps :func:`binary_headers`
-and orjson: measured faster than the SDK (bench/bench_cloudevents.py). Reading control records
-also stays hand-written: it must tolerate a malformed record (skipped, never fatal), where the
-SDK raises.
+Alerts (``io.relctl.alert.<kind>.v1``), decisions (``io.relctl.command.<action>.v1``) and
+verdict changes (``io.relctl.guard.verdict_changed.v1``) come from the guard
+(``urn:relctl:guard``), with stable ids (the decision id; the alert's scope, rule, instant and
+kind; the verdict's rollout, rule and instant). These are built and validated with the
+CloudEvents SDK (``cloudevents`` 2.x: its v1 event and Kafka binding, with orjson as the data
+format). The evaluation fast path (producers' records and batches,
+:mod:`relctl.adapters.ingest`) keeps :func:`binary_headers` and orjson: measured faster than the
+SDK (bench/bench_cloudevents.py). Reading control records also stays hand-written: it must
+tolerate a malformed record (skipped, never fatal), where the SDK raises.
 
 A dead letter (:func:`dead_letter`) is not a CloudEvent: its value is the refused input,
 verbatim (it may not even be JSON), and ``relctl_dlq_*`` headers say why, where from and when.
@@ -33,6 +34,7 @@ import pydantic
 from cloudevents.core.bindings import kafka as sdk_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from relctl.domain.verdicts import VERDICT_TYPE
 
 SPEC_VERSION = "1.0"
 SOURCE = "urn:relctl:control"
@@ -169,6 +171,16 @@ def decision_record(command: Mapping[str, Any]) -> tuple[bytes, bytes, list[tupl
                   "type": f"io.relctl.command.{command['action']}.v1",
                   "subject": command["rollout_id"], "time": datetime.now(UTC)}
     return sdk_binary(attributes, dict(command), str(command["rollout_id"]).encode())
+
+
+def verdict_record(verdict: Mapping[str, Any]) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """A rule's changed verdict (:class:`relctl.domain.verdicts.RuleVerdict` as JSON) as a
+    CloudEvent on ``relctl.verdicts``, keyed by rollout; id = rollout, rule and instant."""
+    rollout = str(verdict["rollout_id"])
+    attributes = {"id": f"{rollout}:{verdict['rule']}:{verdict['at']}", "source": GUARD_SOURCE,
+                  "type": VERDICT_TYPE, "subject": rollout,
+                  "time": datetime.fromisoformat(str(verdict["at"]))}
+    return sdk_binary(attributes, dict(verdict), rollout.encode())
 
 
 def truncate_utf8(text: str, max_bytes: int) -> bytes:

@@ -31,6 +31,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("alerts"), 1),
         TopicSpec(settings.topic("commands"), settings.control_partitions),
         TopicSpec(settings.topic("dlq"), 1),
+        # Guard verdict changes, keyed by rollout (the control plane keeps the latest per rule).
+        TopicSpec(settings.topic("verdicts"), settings.control_partitions),
         # Internal: stage-1 partial aggregates keyed by scope, co-partitioned with the guard
         # table's changelog (Faust requires equal partition counts).
         TopicSpec(settings.topic("guard-partials"), settings.evaluation_partitions),

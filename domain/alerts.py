@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
-from relctl.domain.decisions import Decision
+from relctl.domain.decisions import EVIDENCE_SCHEMA, Decision, IsoTime
 from relctl.domain.guard_eval import COMPARE
 from relctl.domain.guards import Comparator, DecisionAction
 from relctl.domain.metrics import WindowStats, metric_value
@@ -157,8 +157,10 @@ class Alert(BaseModel):
     Three shapes share the model, told apart by ``kind`` and ``scope``: a platform alert
     (``release|<task>|<release>``, fired or resolved), a Signal guard alert
     (``rollout|<id>``, fired or resolved), and a decision (the guard's command, with the
-    task scope). Only the fields a shape sets are published (``wire()``), so each shape's JSON
-    keys are exactly what they have always been.
+    task scope). Only the fields a shape sets are published (``wire()``). ``cohort`` is always
+    a cohort name or ``all``; a guard alert's percentage step has its own field, ``step``.
+    Every instant (``at``, ``fired_at``, the evidence's ``breach_since``) is ISO 8601 with an
+    offset.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -171,16 +173,18 @@ class Alert(BaseModel):
     task: str | None = None
     release: int | None = None
     baseline: int | None = None
-    cohort: int | float | str | None = None  # a percentage step, a cohort, or "all"
-    at: str | None = None
-    fired_at: str | None = None
+    cohort: str | None = Field(default=None, description='a cohort name, or "all"')
+    step: int | float | None = Field(
+        default=None, description="guard alerts: the rollout's current percentage step")
+    at: IsoTime | None = None
+    fired_at: IsoTime | None = None
     # A decision alert carries the decision's own fields.
     rollout_id: str | None = None
     action: DecisionAction | None = None
     decision_id: str | None = None
     actor: str | None = None
     reason: str | None = None
-    evidence: dict[str, Any] = Field(default_factory=dict)
+    evidence: dict[str, Any] = Field(default_factory=dict, json_schema_extra=EVIDENCE_SCHEMA)
 
     def wire(self) -> dict[str, Any]:
         """The JSON object published on ``relctl.alerts`` (and sent to Alertmanager)."""

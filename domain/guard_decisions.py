@@ -27,7 +27,9 @@ from relctl.domain.guard_eval import (
     evaluate_rule,
     strongest_action,
 )
-from relctl.domain.guards import DecisionAction, GateClass
+from relctl.domain.guards import Comparator, DecisionAction, GateClass
+from relctl.domain.metrics import metric_value
+from relctl.domain.verdicts import ArmFigure, RuleVerdict
 
 RESEND_AFTER_SECONDS = 2.0
 # Rollout states in which a decision has not taken effect yet (the values of RolloutState).
@@ -82,6 +84,7 @@ class Judgement:
     """What one evaluation of a rollout's rules produced."""
 
     verdicts: list[Verdict] = field(default_factory=list)
+    rule_verdicts: list[RuleVerdict] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
 
@@ -130,6 +133,8 @@ def judge(rules: dict[str, RuleState], rollout: GuardedRollout, scope: str, wind
             new_state = RuleState(outcome=verdict.outcome, rollout_id=rollout.id)
         rules[rule["name"]] = new_state
         result.verdicts.append(verdict)
+        result.rule_verdicts.append(
+            rule_verdict(rollout.id, rule, verdict, (candidate, baseline), now))
         if verdict.action == DecisionAction.ALERT:
             rules[rule["name"]] = replace(new_state, decided_at=now)
             result.alerts.append(guard_alert(AlertKind.FIRED, rollout, verdict, now, now))
@@ -156,16 +161,15 @@ def decide(rules: dict[str, RuleState], rollout: GuardedRollout, scope: str,
                 decision_id=decision_id, action=decision.action, decided_at=now,
                 rollout_id=rollout.id)
     evidence = {
-        **decision.evidence(), "breach_since": iso(decision.breach_since),
+        **evidence_of(decision),
         "rollout": rollout.id, "task": rollout.task, "baseline": rollout.baseline,
         "candidate": rollout.candidate, "step": _step(rollout),
         "decided_at": iso(now), "decision_id": decision_id,
-        "all_rules": [v.evidence() for v in result.verdicts],
+        "all_rules": [evidence_of(v) for v in result.verdicts],
     }
     command = Decision(
         rollout_id=rollout.id, action=decision.action, decision_id=decision_id,
-        evidence=evidence,
-        reason=f"guard {decision.rule} ({decision.gate_class}) failed: {decision.message}")
+        evidence=evidence, reason=decision_reason(decision, now))
     result.decisions.append(command)
     result.alerts.append(Alert.of_decision(scope, command))
     sent.remember(command)
@@ -201,7 +205,8 @@ def reconcile(rules: dict[str, RuleState], rollout: GuardedRollout, now: float,
             continue
         command = sent.get(decision_id) or Decision(
             rollout_id=rollout.id, action=action, decision_id=decision_id,
-            reason=f"guard {name} failed (re-sent after restart)",
+            reason=f"{_ACTION_WORDS[action]} because guard rule {name} failed "
+                   "(re-sent after restart)",
             evidence={"rule": name, "decision_id": decision_id,
                       "breach_since": iso(rule_state.breach_since)})
         result.decisions.append(command)
@@ -211,13 +216,77 @@ def reconcile(rules: dict[str, RuleState], rollout: GuardedRollout, now: float,
 def guard_alert(kind: AlertKind, rollout: GuardedRollout, verdict: Verdict, now: float,
                 fired_at: float | None) -> Alert:
     """A Signal rule of the rollout fired or resolved."""
+    step = _step(rollout)
     return Alert(kind=kind, scope=f"rollout|{rollout.id}", rule=f"guard:{verdict.rule}",
                  severity="warning", at=iso(now), fired_at=iso(fired_at), task=rollout.task,
-                 release=rollout.candidate, baseline=rollout.baseline, cohort=_step(rollout),
-                 evidence=verdict.evidence())
+                 release=rollout.candidate, baseline=rollout.baseline,
+                 cohort=step if isinstance(step, str) else "all",
+                 step=step if isinstance(step, int | float) else None,
+                 evidence=evidence_of(verdict))
 
 
 def _step(rollout: GuardedRollout) -> Any:
     return rollout.steps[rollout.step_index] if rollout.step_index >= 0 else None
+
+
+def evidence_of(verdict: Verdict) -> dict[str, Any]:
+    """A verdict's evidence as published: its breach start in ISO 8601, like every instant."""
+    return {**verdict.evidence(), "breach_since": iso(verdict.breach_since)}
+
+
+_ACTION_WORDS = {DecisionAction.ROLLBACK: "Rolled back", DecisionAction.FREEZE: "Frozen",
+                 DecisionAction.PAUSE: "Paused", DecisionAction.ALERT: "Alerted"}
+_COMPARATOR_WORDS = {Comparator.GT: "above", Comparator.GE: "at or above",
+                     Comparator.LT: "below", Comparator.LE: "at or below"}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:  # up to two minutes read best in seconds
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def decision_reason(verdict: Verdict, now: float) -> str:
+    """Why the guard decided, as a person would write it, e.g. ``Rolled back because guard
+    rule errors failed: llm_error_rate was 0.1, above the threshold 0.05, over 60 samples in
+    the last 120 s``, plus how long the breach had held when that mattered."""
+    assert verdict.action is not None
+    value = f"{verdict.value:.4g}" if verdict.value is not None else "unknown"
+    reason = (f"{_ACTION_WORDS[verdict.action]} because guard rule {verdict.rule} failed: "
+              f"{verdict.metric} was {value}, {_COMPARATOR_WORDS[verdict.comparator]} the "
+              f"threshold {verdict.threshold:g}, over {verdict.samples} samples in the last "
+              f"{_duration(verdict.window_seconds)}")
+    held = now - verdict.breach_since if verdict.breach_since is not None else 0.0
+    return reason + (f", breached for {_duration(held)}" if held >= 1 else "")
+
+
+def _arm(metric: str, stats: Any, window: float) -> ArmFigure:
+    """The rule's metric over one arm alone (a broken or inapplicable metric gives None)."""
+    try:
+        value, samples = metric_value(metric, stats, None, window)
+    except Exception:  # the rule's own verdict reports a broken metric
+        value, samples = None, 0
+    return ArmFigure(value=value, samples=samples)
+
+
+def rule_verdict(rollout_id: str, rule: Mapping[str, Any], verdict: Verdict,
+                 arms: tuple[Any, Any], now: float) -> RuleVerdict:
+    """What operators see of one rule's verdict (published on change, see domain.verdicts)."""
+    for_seconds = float(rule.get("for_seconds", 0))
+    decides_at = left = None
+    if verdict.outcome == GuardOutcome.PENDING and verdict.breach_since is not None:
+        decides_at = iso(verdict.breach_since + for_seconds)
+        left = max(0.0, round(verdict.breach_since + for_seconds - now, 3))
+    candidate, baseline = arms
+    return RuleVerdict(
+        rollout_id=rollout_id, rule=verdict.rule, metric=verdict.metric,
+        comparator=verdict.comparator, threshold=verdict.threshold,
+        gate_class=verdict.gate_class, outcome=verdict.outcome, value=verdict.value,
+        samples=verdict.samples, min_samples=int(rule.get("min_samples", 1)),
+        window_seconds=verdict.window_seconds, for_seconds=for_seconds,
+        candidate=_arm(verdict.metric, candidate, verdict.window_seconds),
+        baseline=_arm(verdict.metric, baseline, verdict.window_seconds),
+        breach_since=iso(verdict.breach_since), decides_at=decides_at,
+        time_left_seconds=left, message=verdict.message, at=iso(now) or "")
 
 

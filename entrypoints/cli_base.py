@@ -227,8 +227,33 @@ def _show_aggregate(aggregate: dict[str, Any]) -> None:
         for decision in aggregate.get("decisions") or []:
             _say(f"  {decision.get('action')} by {decision.get('actor')}: "
                  f"{decision.get('reason')}")
+        for verdict in aggregate.get("verdicts") or []:
+            _say(_verdict_line(verdict))
         return
     _print_table(_fields(aggregate, ("kind", "content")))
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "-"
+
+
+def _verdict_line(verdict: dict[str, Any]) -> str:
+    """A guard rule's latest verdict (the API's ``verdicts``), e.g. ``verdict errors: Pending,
+    llm_error_rate 0.2 > 0.05, 60 of 50 samples over 120 s, candidate 0.2 (60), baseline 0.01
+    (80), breached since ..., 12 s left``."""
+    candidate, baseline = verdict.get("candidate") or {}, verdict.get("baseline") or {}
+    line = (f"  verdict {verdict.get('rule')}: {verdict.get('outcome')}, "
+            f"{verdict.get('metric')} {_figure(verdict.get('value'))} "
+            f"{verdict.get('comparator')} {_figure(verdict.get('threshold'))}, "
+            f"{verdict.get('samples')} of {verdict.get('min_samples')} samples over "
+            f"{_figure(verdict.get('window_seconds'))} s, candidate "
+            f"{_figure(candidate.get('value'))} ({candidate.get('samples', 0)}), baseline "
+            f"{_figure(baseline.get('value'))} ({baseline.get('samples', 0)})")
+    if verdict.get("breach_since"):
+        line += f", breached since {verdict['breach_since']}"
+    if verdict.get("time_left_seconds") is not None:
+        line += f", {verdict['time_left_seconds']:.0f} s left"
+    return line + f" (as of {verdict.get('at')})"
 
 
 def _show_history(result: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ import uvicorn
 from relctl.adapters.commands import CommandConsumer
 from relctl.adapters.config import Settings
 from relctl.adapters.kafka import ensure_topics, topic_specs
+from relctl.adapters.verdicts import VerdictBoard, VerdictConsumer
 from relctl.infra.bootstrap import Runtime, bootstrap
 from relctl.infra.embedded import (
     EmbeddedBroker,
@@ -320,6 +321,8 @@ class Stack:
         if relay:
             tasks.append(asyncio.create_task(relay.run(stop), name="relay"))
         tasks.append(asyncio.create_task(commands.run(stop), name="commands"))
+        tasks.append(asyncio.create_task(VerdictConsumer(
+            VerdictBoard(runtime.db), settings).run(stop), name="verdicts"))
         self.say(f"relctl API on http://{settings.api_host}:{settings.api_port} "
                  "(OpenAPI at /docs); Ctrl-C stops everything")
         waiter = asyncio.create_task(stop.wait())

@@ -3,22 +3,26 @@
 Stage 1 (``attribute``) decodes producers' evaluations, attributes them to rollout arms and
 sends per-scope partial aggregates; what cannot be attributed goes to the dead-letter topic
 (after a short grace for releases the control index does not know yet). Stage 2 (``guard``)
-merges partials into the guard state and publishes the decisions and alerts it yields.
+merges partials into the guard state and publishes the decisions, alerts and verdict changes it
+yields. A short timer (:meth:`GuardAgent.tick`) also asks stage 2 to judge every guarded rollout
+without traffic, so verdicts and decisions (a for-duration that completes, evaluations that came
+before the rollout was known) do not wait for the next record.
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from relctl.adapters import ingest
 from relctl.adapters.alertmanager import AlertmanagerSender
-from relctl.adapters.cloudevents import alert_record, dead_letter
+from relctl.adapters.cloudevents import alert_record, dead_letter, verdict_record
 from relctl.adapters.commands import command_record
 from relctl.domain.alerts import AlertKind
 from relctl.domain.timeliness import explain, time_problem
 from relctl.domain.trace_contract import describe, violations
+from relctl.domain.verdicts import RuleVerdict, VerdictChanges
 from relctl.streams.attribute import Attributor, Partial, task_scope
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.grace import Grace
@@ -40,6 +44,7 @@ from relctl.streams.metrics import (
     TENANT_WINDOWS,
     TOO_OLD,
     TRACE_VIOLATIONS,
+    VERDICTS,
     WINDOW_EVALUATIONS,
 )
 from relctl.streams.topics import WorkerTopics
@@ -192,7 +197,8 @@ class AttributeAgent:
 
 
 class GuardAgent:
-    """Stage 2: partials in, decisions (relctl.commands) and alerts (relctl.alerts) out."""
+    """Stage 2: partials in; decisions (relctl.commands), alerts (relctl.alerts) and verdict
+    changes (relctl.verdicts) out."""
 
     def __init__(self, guard: Guard, topics: WorkerTopics, ready: asyncio.Event,
                  alertmanager: AlertmanagerSender | None) -> None:
@@ -200,7 +206,21 @@ class GuardAgent:
         self.topics = topics
         self.ready = ready
         self.alertmanager = alertmanager
+        self.changes = VerdictChanges()
         self._background: set[asyncio.Task[None]] = set()
+
+    async def tick(self) -> None:
+        """Judge every guarded rollout now, traffic or not.
+
+        Sends an empty partial per guarded task to the partials topic rather than judging
+        here: the worker that owns the task's partition judges it in its stream, the only
+        place its table may be written."""
+        if not self.ready.is_set():
+            return
+        index = self.guard.index
+        for task in [task for task in index.active if index.guarded_rollout(task)]:
+            scope = task_scope(task)
+            await self.topics.partials.send(key=scope.encode(), value=Partial(scope).encode())
 
     async def run(self, stream: Any) -> None:
         await self.ready.wait()
@@ -233,10 +253,25 @@ class GuardAgent:
             WINDOW_EVALUATIONS.labels(task, release, produced).set(
                 sum(stats.count + stats.shadow_pairs for stats in buckets.values()))
 
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
+
+    async def _send_verdicts(self, changes: list[RuleVerdict]) -> None:
+        """Verdict changes are sent off the stage-2 event: their topic's first send waits for
+        its metadata, and the event (its table changes, its offset) must not wait for that."""
+        for change in changes:
+            key, value, headers = verdict_record(change.model_dump(mode="json"))
+            await self.topics.verdicts.send(key=key, value=value, headers=headers)
+            VERDICTS.labels(change.outcome).inc()
+
     async def publish(self, outcome: GuardResult) -> None:
-        for verdict in outcome.verdicts:
-            GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
-                OUTCOME_CODE[verdict.outcome])
+        """Send what one judgement produced; the outcome gauge moves last, once all of it is
+        out (observers polling the gauge see a judgement whose records were sent)."""
+        changes = self.changes.changed(outcome.rule_verdicts)
+        if changes:
+            self._in_background(self._send_verdicts(changes))
         for command in outcome.commands:
             key, value, headers = command_record(command.wire())
             await self.topics.commands.send(key=key, value=value, headers=headers)
@@ -249,9 +284,10 @@ class GuardAgent:
             await self.topics.alerts.send(key=key, value=value, headers=headers)
             ALERTS.labels(alert["kind"], str(alert.get("rule", AlertKind.DECISION))).inc()
         if alerts and self.alertmanager is not None:
-            task = asyncio.get_running_loop().create_task(self.alertmanager.send(alerts))
-            self._background.add(task)  # keep a reference until it is done
-            task.add_done_callback(self._background.discard)
+            self._in_background(self.alertmanager.send(alerts))
+        for verdict in outcome.verdicts:
+            GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
+                OUTCOME_CODE[verdict.outcome])
 
 
 def record_consumer_lag(consumer: Any, topic: str) -> None:

@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 # For the throughput benchmark only: count every delivery (a crash can then double-count).
 DEDUP_ENV = "RELCTL_BENCH_GUARD_DEDUP"
 
+# How often every guarded rollout is judged without traffic (a for-duration completes within
+# about this long after its end, and a rollout the index just learned is judged within it).
+GUARD_TICK_SECONDS = 1.0
+
 
 def make_app(settings: Settings, app_id: str | None = None) -> faust.App:
     """The worker's Faust app, configured for low latency on a Kafka-protocol broker."""
@@ -87,6 +91,7 @@ class GuardWorker:
         app.agent(self.topics.partials, name="guard")(self.judge.run)
         app.task(self.control.follow)
         app.timer(5.0)(self._housekeeping)
+        app.timer(GUARD_TICK_SECONDS)(self.judge.tick)
         app.on_partitions_revoked.connect(self._on_rebalance)
         app.on_partitions_assigned.connect(self._on_rebalance)
 
@@ -98,6 +103,7 @@ class GuardWorker:
         """Partitions moved: state cached in memory may be stale (another worker may have
         written the table meanwhile), so reload every scope from the table on next use."""
         self.guard.forget()
+        self.judge.changes.forget()  # scopes may have moved: publish each rule's verdict anew
 
     async def _housekeeping(self) -> None:
         await self.attribute.housekeeping()

@@ -33,6 +33,7 @@ from relctl.domain.guards import GUARD_ACTOR
 from relctl.domain.ledger import Applied, Ledger
 from relctl.domain.metrics import WindowStats
 from relctl.domain.timeliness import DEFAULT_RETENTION_SECONDS, retention_seconds
+from relctl.domain.verdicts import RuleVerdict
 from relctl.streams.attribute import BUCKET_SECONDS, PAIRS, Partial, arm_key
 from relctl.streams.control_index import ControlIndex, RolloutInfo
 
@@ -120,6 +121,7 @@ class GuardResult:
 
     rollout_id: str | None = None
     verdicts: list[Verdict] = field(default_factory=list)
+    rule_verdicts: list[RuleVerdict] = field(default_factory=list)
     commands: list[Decision] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
 
@@ -241,6 +243,7 @@ class Guard:
         judged = judge(state.rules, rollout, state.scope, windows, now, self.sent,
                        min_window=BUCKET_SECONDS)
         outcome.verdicts += judged.verdicts
+        outcome.rule_verdicts += judged.rule_verdicts
         outcome.commands += judged.decisions
         outcome.alerts += judged.alerts
 

@@ -16,6 +16,8 @@ GUARD_OUTCOME = Gauge("relctl_guard_rule_outcome",
                       "Latest guard outcome (0 Inconclusive, 1 Passed, 2 Pending, 3 Failed, "
                       "4 Error)", ["rollout", "rule"])
 DECISIONS = Counter("relctl_guard_decisions_total", "Automatic decisions issued", ["action"])
+VERDICTS = Counter("relctl_guard_verdicts_published_total",
+                   "Verdict changes published on relctl.verdicts", ["outcome"])
 ALERTS = Counter("relctl_alerts_total", "Alert transitions published", ["kind", "rule"])
 COHORT_WINDOW = Gauge(
     "relctl_worker_cohort_window_evaluations",

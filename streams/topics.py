@@ -13,6 +13,7 @@ class WorkerTopics:
     commands: Any  # automatic decisions (the control plane consumes)
     alerts: Any
     dlq: Any
+    verdicts: Any  # a rule's verdict changed (the control plane keeps the latest per rule)
 
 
 def worker_topics(app: Any, settings: Settings) -> WorkerTopics:
@@ -29,5 +30,6 @@ def worker_topics(app: Any, settings: Settings) -> WorkerTopics:
         commands=topic("commands", settings.control_partitions),
         alerts=topic("alerts", 1),
         dlq=topic("dlq", 1),
+        verdicts=topic("verdicts", settings.control_partitions),
     )
 

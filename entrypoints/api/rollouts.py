@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 from relctl.adapters.postgres import Principal
+from relctl.adapters.verdicts import VerdictBoard, verdicts_json
 from relctl.domain import errors
 from relctl.domain.commands import PlanRollout, RolloutCommand, Versioned, WithEvidence
 from relctl.domain.tenant import Cohort
@@ -30,6 +31,7 @@ ACTIONS = sorted([*SIMPLE, *WITH_EVIDENCE, "resume"])
 
 def rollouts_router(runtime: Runtime, auth: Authenticator,
                     on_change: Callable[[], None]) -> APIRouter:
+    verdicts = VerdictBoard(runtime.db)
     router = APIRouter(tags=["rollouts"])
     app = runtime.app
     writer, reader = auth.role(*WRITERS), auth.role(*READERS)
@@ -64,7 +66,9 @@ def rollouts_router(runtime: Runtime, auth: Authenticator,
 
     @router.get("/v1/rollouts/{rollout_id}", responses=READ_ERRORS)
     def get_rollout(rollout_id: UUID, _: Principal = reader) -> dict[str, Any]:
-        return app.rollout(rollout_id).summary()
+        """The rollout, with each guard rule's latest verdict as the workers published it."""
+        summary = app.rollout(rollout_id).summary()
+        return {**summary, "verdicts": verdicts_json(verdicts.latest(str(rollout_id)))}
 
     @router.get("/v1/rollouts/{rollout_id}/history", response_model=History,
                 responses=READ_ERRORS)

@@ -209,3 +209,26 @@ def test_the_working_directory_wins_over_the_pointer_and_a_dead_stack_is_reporte
     os.close(fd)
     assert find_stack(None) == ((nowhere / ".relctl").resolve(), None)
     assert find_stack(nowhere / "other") == (None, None)
+
+
+def test_rollout_show_prints_each_rules_latest_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    """The API returns ``verdicts`` (RuleVerdict JSON) with a rollout; show says them plainly."""
+    pending = {"rule": "errors", "outcome": "Pending", "metric": "llm_error_rate",
+               "comparator": ">", "threshold": 0.05, "value": 0.2, "samples": 60,
+               "min_samples": 50, "window_seconds": 120.0, "for_seconds": 30.0,
+               "candidate": {"value": 0.2, "samples": 60},
+               "baseline": {"value": None, "samples": 0},
+               "breach_since": "2026-12-02T16:30:00+00:00", "time_left_seconds": 12.4,
+               "at": "2026-12-02T16:30:18+00:00"}
+    few = {**pending, "rule": "latency", "outcome": "Inconclusive", "samples": 20,
+           "breach_since": None, "time_left_seconds": None}
+    cli_base.show({"kind": "Rollout", "id": "r1", "task": "csat", "baseline": 1, "candidate": 2,
+              "state": "Running", "steps": [50, 100], "step_index": 0,
+              "verdicts": [pending, few]}, cli_base.OutputFormat.text)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [
+        "  verdict errors: Pending, llm_error_rate 0.2 > 0.05, 60 of 50 samples over 120 s, "
+        "candidate 0.2 (60), baseline - (0), breached since 2026-12-02T16:30:00+00:00, 12 s "
+        "left (as of 2026-12-02T16:30:18+00:00)",
+        "  verdict latency: Inconclusive, llm_error_rate 0.2 > 0.05, 20 of 50 samples over "
+        "120 s, candidate 0.2 (60), baseline - (0) (as of 2026-12-02T16:30:18+00:00)"]

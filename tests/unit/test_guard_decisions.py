@@ -55,7 +55,9 @@ def test_breach_produces_exactly_one_rollback_with_evidence() -> None:
     assert {k: command[k] for k in ("rollout_id", "action", "decision_id", "actor")} == {
         "rollout_id": rig.rollout, "action": "rollback", "decision_id": expected_id,
         "actor": GUARD_ACTOR}
-    assert command["reason"].startswith("guard errors (RollbackTrigger) failed: llm_error_rate")
+    assert command["reason"] == ("Rolled back because guard rule errors failed: llm_error_rate "
+                                 "was 0.1, above the threshold 0.05, over 60 samples in the "
+                                 "last 2 min")
     evidence = command["evidence"]
     assert {k: evidence[k] for k in ("rule", "metric", "value", "samples", "comparator",
                                      "threshold", "window_seconds", "outcome")} == {
