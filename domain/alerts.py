@@ -1,4 +1,5 @@
-"""Platform alert rules (seed 002 §4.2) with hysteresis, as a pure state machine.
+"""Platform alert rules (what every pipeline must alert on), with hysteresis, as a pure state
+machine.
 
 An alert fires when its condition has held for ``for_seconds`` with enough samples, and
 resolves only when the value has been back on the safe side of the threshold by a margin
@@ -47,8 +48,10 @@ class AlertRule:
     summary: str = ""
 
 
-# Seed 002 §4.2, "Alerts (must configure)". Durations the seed leaves open are chosen here and
-# can be overridden with RELCTL_ALERT_RULES (a JSON list of rules).
+# The alerts every pipeline must have (LLM errors > 1 % for 10 min, transcription errors > 2 %,
+# confidence drop > 10 %, human review > 20 %, sandbox failures > 5 %, token spike > 40 %, queue
+# backlog > 200). Durations the requirement leaves open are chosen here and can be overridden
+# with RELCTL_ALERT_RULES (a JSON list of rules).
 DEFAULT_RULES = (
     AlertRule("llm-error-rate", "llm_error_rate", ">", 0.01, 600, 600, 100,
               severity="critical", summary="LLM error rate > 1% for 10 min"),
