@@ -66,12 +66,17 @@ class Resolution:
     overrides: dict[str, Any] = field(default_factory=dict)
     explanation: list[str] = field(default_factory=list)
     release_detail: dict[str, Any] = field(default_factory=dict)
+    # In shadow mode, what the shadow arm must run and stamp on its records (prompt hash,
+    # concrete model, temperature, seed, schema and blueprint version): a producer may resolve
+    # but may not read releases, so resolve gives it both arms.
+    shadow_release_detail: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "tenant": self.tenant, "task": self.task, "release": self.release,
             "release_detail": self.release_detail, "source": self.source,
-            "shadow_release": self.shadow_release, "rollout": self.rollout,
+            "shadow_release": self.shadow_release,
+            "shadow_release_detail": self.shadow_release_detail, "rollout": self.rollout,
             "pipeline": self.pipeline, "flags": self.flags, "overrides": self.overrides,
             "explanation": self.explanation,
         }
@@ -168,4 +173,6 @@ def resolve(view: ControlView, tenant_key: str, task_key: str, at: datetime) -> 
         tenant=tenant_key, task=task_key, release=number, source=source, pipeline=pipeline,
         flags=flags, shadow_release=shadow, rollout=rollout, overrides=overrides,
         explanation=why, release_detail=_release_detail(view, task_key, number),
+        shadow_release_detail=(None if shadow is None
+                               else _release_detail(view, task_key, shadow)),
     )

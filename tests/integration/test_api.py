@@ -298,3 +298,26 @@ def test_an_oversized_ingest_body_is_refused_before_it_is_read(server: Server) -
                               headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_producer_resolves_both_arms_of_a_shadow_rollout(server: Server) -> None:
+    """A producer may not read releases, so resolve tells it what each arm must run."""
+    with server.client() as admin:
+        release(admin, "shadowed")
+        ok(admin.post("/v1/tasks/shadowed/default", json={"release": 1, "reason": "launch"}))
+        release(admin, "shadowed", "Beta", prompt_template="Score the call, strictly.",
+                seed=99)
+        body = {"task": "shadowed", "candidate": 2, "reason": "compare in shadow",
+                "steps": [100], "shadow": True}
+        rollout = str(ok(admin.post("/v1/rollouts", json=body), 201)["aggregate"]["id"])
+        ok(admin.post(f"/v1/rollouts/{rollout}/start", json={"reason": "shadow now"}))
+        ok(admin.post("/v1/tenants", json={"key": "acme", "reason": "onboard"}), 201)
+    producer = server.token("scorer", "producer", ("acme",))
+    with server.client(producer) as p:
+        assert p.get("/v1/releases/shadowed/2").status_code == 403
+        answer = ok(p.get("/v1/resolve", params={"tenant": "acme", "task": "shadowed"}))
+    assert (answer["release"], answer["shadow_release"]) == (1, 2)
+    production, shadow = answer["release_detail"], answer["shadow_release_detail"]
+    assert (production["seed"], shadow["seed"]) == (SPEC["seed"], 99)
+    assert production["prompt_hash"] != shadow["prompt_hash"]
+    assert shadow["model_version"] == SPEC["model_version"]

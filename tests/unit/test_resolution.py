@@ -239,8 +239,15 @@ def test_shadow_mode_keeps_the_baseline_and_reports_the_shadow_release() -> None
     assert inside.rollout is not None
     assert inside.rollout["shadow"] is True
     assert "shadow mode" in inside.explanation[0]
+    shadow = inside.shadow_release_detail
+    assert shadow is not None and shadow["number"] == 2
+    assert shadow["id"] == str(release_id(TASK, 2))
+    assert {"prompt_hash", "model_provider", "model_name", "model_version", "temperature",
+            "seed", "output_schema_version", "blueprint_version_id"} <= set(shadow)
+    assert inside.release_detail["number"] == 1
     outside = world.resolve("outside")
     assert (outside.release, outside.shadow_release) == (1, None)
+    assert outside.shadow_release_detail is None
 
 
 def test_completed_rollout_makes_the_candidate_the_default() -> None:
@@ -312,8 +319,8 @@ def test_release_detail_and_dict() -> None:
     as_dict = result.as_dict()
     assert as_dict["release"] == 3
     assert set(as_dict) == {"tenant", "task", "release", "release_detail", "source",
-                            "shadow_release", "rollout", "pipeline", "flags", "overrides",
-                            "explanation"}
+                            "shadow_release", "shadow_release_detail", "rollout", "pipeline",
+                            "flags", "overrides", "explanation"}
 
 
 def test_release_missing_from_the_view_has_a_bare_detail() -> None:
