@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from relctl.domain.release import prompt_hash
 from rich.console import Console
 
 SPEC: dict[str, Any] = {
@@ -59,15 +60,22 @@ def run_demo(client: Any, console: Console, output: str) -> None:
          {"reason": "canary"})
     step("", "POST", f"/v1/rollouts/{rollout}/advance", {"reason": "canary healthy"})
     console.rule("[bold]6. resolve: who runs what now")
+    # What a producer stamps on its records comes from resolve: the release it must run, with
+    # its prompt hash and concrete model (the guard checks records against the release).
+    ran: dict[int, dict[str, Any]] = {
+        1: {"prompt_hash": prompt_hash(SPEC["prompt_template"])},
+        2: {"prompt_hash": prompt_hash(v2["prompt_template"])}}
     for tenant in tenants:
         result = client.call("GET", "/v1/resolve", None, {"tenant": tenant, "task": task})
+        ran[result["release"]] = result["release_detail"]
         console.print(f"  {tenant:10} -> v{result['release']} ({result['source']})")
     console.rule("[bold]7. the candidate misbehaves: 20% LLM errors, reported by the producers")
     now = datetime.now(UTC).isoformat()
     records = [{
         "tenant": tenants[i % len(tenants)], "task": task, "call_id": f"call-{i}",
-        "release": 2 if i % 2 else 1, "prompt_hash": "sha256:demo", "model_provider": "openai",
-        "model_version": SPEC["model_version"], "temperature": 0.0, "seed": 42,
+        "release": 2 if i % 2 else 1, "prompt_hash": ran[2 if i % 2 else 1]["prompt_hash"],
+        "model_provider": "openai", "model_version": SPEC["model_version"],
+        "temperature": 0.0, "seed": 42,
         "outcome": "llm_error" if i % 2 and i % 5 == 1 else "ok", "latency_ms": 900.0,
         "tokens": 850, "cost_usd": 0.004, "score": 78.0, "occurred_at": now,
     } for i in range(600)]

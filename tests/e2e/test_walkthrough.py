@@ -79,3 +79,17 @@ def test_the_readme_walkthrough_runs_as_written(stack: Stack, tmp_path: Path) ->
         assert TIMESTAMP.search(line).group(0) == event["time"]  # type: ignore[union-attr]
         assert line.rstrip().endswith(event["data"]["reason"])
     assert len({line.index(TIMESTAMP.search(line).group(0)) for line in lines}) == 1  # type: ignore[union-attr]
+
+
+def test_the_demo_is_rolled_back_by_the_guard_on_its_own(stack: Stack) -> None:
+    """`relctl demo`, as the README promises: the worker rolls the rollout back itself (the
+    demo's producers stamp what resolve told them, so the trace contract accepts them)."""
+    stack.up()
+    env = {**stack.env, "RELCTL_API_URL": stack.url, "RELCTL_TOKEN": stack.token}
+    done = subprocess.run([sys.executable, "-m", "relctl.entrypoints.cli", "demo"], env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "rolled back automatically by relctl-guard" in text, done.stdout
+    assert "a second rollback changes nothing: changed=False" in text
+    assert stack.down() == 0
