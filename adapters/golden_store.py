@@ -53,13 +53,32 @@ class GoldenStore:
     def object_path(self, digest: str) -> Path:
         return self.objects / f"{digest.removeprefix('sha256:')}.jsonl"
 
-    def register(self, name: str, text: str, *, actor: str, reason: str) -> GoldenSetRegistered:
-        calls = parse_golden_lines(text.splitlines())
+    def put(self, calls: list[GoldenCall]) -> str:
+        """Store a content once (read-only, atomic) and return its hash; the index is not
+        touched: with the control plane, ``Task.GoldenSetRegistered`` says which is current."""
         lines = [canonical_row(call.model_dump(mode="json")) for call in calls]
         digest = content_hash(lines)
         path = self.object_path(digest)
         if not path.exists():
             self._atomic_write(path, "".join(line + "\n" for line in lines), read_only=True)
+        return digest
+
+    def read_text(self, digest: str) -> str:
+        """The stored canonical JSON Lines of ``digest``, checked against the hash."""
+        path = self.object_path(digest)
+        if not path.exists():
+            raise NotFoundError(f"golden set object {digest} is missing")
+        text = path.read_text("utf-8")
+        if content_hash(text.splitlines()) != digest:
+            raise ValidationError(f"golden set object {digest} does not match its hash")
+        return text
+
+    def register(self, name: str, text: str, *, actor: str, reason: str) -> GoldenSetRegistered:
+        """Local (offline) registration in ``index.json``: a file-only version list that binds
+        no task; ``relctl gate golden register --task`` registers through the control plane."""
+        calls = parse_golden_lines(text.splitlines())
+        digest = self.put(calls)
+        path = self.object_path(digest)
         index = self._index()
         versions = index.setdefault(name, [])
         if digest not in versions:

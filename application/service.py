@@ -17,8 +17,16 @@ from relctl.domain.base import ControlAggregate, check_attribution
 from relctl.domain.blueprint import Blueprint
 from relctl.domain.changes import breaking_changes, next_task_key
 from relctl.domain.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
+from relctl.domain.gates import (
+    GateEvaluated,
+    PassageBasis,
+    PromotionStep,
+    StepAcknowledgement,
+    gate_passage,
+    passes_internal_test,
+)
 from relctl.domain.ids import blueprint_id, release_id, task_id, tenant_id
-from relctl.domain.release import Release, ReleaseSpec
+from relctl.domain.release import STAGES, Release, ReleaseSpec
 from relctl.domain.rollout import Rollout
 from relctl.domain.task import Task
 from relctl.domain.tenant import DEFAULT_PIN_DAYS, Tenant
@@ -159,11 +167,25 @@ class ControlPlane(Application[UUID]):
 
     def promote_release(
         self, task: str, number: int, stage: str, actor: str, reason: str,
-        expected_version: int | None = None,
+        expected_version: int | None = None, *, role: str = "operator",
+        acknowledgements: Sequence[StepAcknowledgement] = (), break_glass: str | None = None,
     ) -> Outcome:
+        """Move a release forward; passing InternalTest (to Beta or Stable) is a gated step:
+        see :meth:`_pass_gates`. ``role`` is the caller's (break-glass needs admin)."""
         release = self.release(task, number)
         self._expect(release, expected_version)
-        release.promote(stage, actor=actor, reason=reason)
+        if passes_internal_test(release.stage, stage, STAGES):
+            passage = self._pass_gates(self.task(task), release,
+                                       PromotionStep.PASS_INTERNAL_TEST, actor, role,
+                                       acknowledgements, break_glass)
+            release.promote(stage, actor=actor, reason=reason)
+            release.record_gate_passage(passage, actor=actor, reason=reason, role=role)
+        else:
+            if acknowledgements or break_glass is not None:
+                raise ValidationError(
+                    f"{release.stage} -> {stage} is not a gated step: acknowledgements and "
+                    "break-glass apply to passing InternalTest (to Beta or Stable) only")
+            release.promote(stage, actor=actor, reason=reason)
         self._save(release)
         return _outcome(release)
 
@@ -181,6 +203,10 @@ class ControlPlane(Application[UUID]):
             raise ConflictError(
                 f"{task} v{number} is {release.stage}; promote it before it serves production"
             )
+        if index.current_golden is not None and release.stage == "InternalTest":
+            raise ConflictError(
+                f"{task} is gated (golden set {index.current_golden.name}) and v{number} has "
+                "not passed InternalTest: promote it through its gates (or roll it out) first")
         index.set_default(number, actor=actor, reason=reason)
         self._save(index)
         return _outcome(index)
@@ -329,8 +355,24 @@ class ControlPlane(Application[UUID]):
         return _outcome(rollout)
 
     def start_rollout(self, rollout_id: UUID, actor: str, reason: str,
-                      expected_version: int | None = None) -> Outcome:
-        return self._rollout_command(rollout_id, "start", actor, reason, expected_version)
+                      expected_version: int | None = None, *, role: str = "operator",
+                      acknowledgements: Sequence[StepAcknowledgement] = (),
+                      break_glass: str | None = None) -> Outcome:
+        """Start a planned rollout: a gated step for its candidate (see :meth:`_pass_gates`);
+        the passage is saved on the candidate release with the rollout's ``Started``."""
+        rollout = self.rollout(rollout_id)
+        self._expect(rollout, expected_version)
+        release = self.release(rollout.task, rollout.candidate)
+        rollout.start(actor=actor, reason=reason)  # refuses first unless the rollout is Planned
+        passage = self._pass_gates(self.task(rollout.task), release, PromotionStep.START_ROLLOUT,
+                                   actor, role, acknowledgements, break_glass)
+        if passage["basis"] == PassageBasis.UNGATED:
+            # An ungated start records only the rollout's own event, as before gates existed.
+            self._save(rollout)
+        else:
+            release.record_gate_passage(passage, actor=actor, reason=reason, role=role)
+            self._save(rollout, release)
+        return _outcome(rollout)
 
     def advance_rollout(self, rollout_id: UUID, actor: str, reason: str,
                         expected_version: int | None = None) -> Outcome:
@@ -362,3 +404,60 @@ class ControlPlane(Application[UUID]):
     def complete_rollout(self, rollout_id: UUID, actor: str, reason: str,
                          expected_version: int | None = None) -> Outcome:
         return self._rollout_command(rollout_id, "complete", actor, reason, expected_version)
+
+    # ---- release gates -------------------------------------------------------------------
+
+    def _pass_gates(
+        self, index: Task, release: Release, step: PromotionStep, actor: str, role: str,
+        acknowledgements: Sequence[StepAcknowledgement], break_glass: str | None,
+    ) -> dict[str, Any]:
+        """Decide a gated step for ``release`` against its task's current golden set: refused
+        (ConflictError, nothing recorded) while a Block gate fails or is Inconclusive, or there
+        is no bundle on the current version; Conditional failures need acknowledgements; an
+        admin's break-glass passes anyway. A task without a golden set passes *ungated*."""
+        return gate_passage(
+            release_id=release.display_id, step=step, golden=index.current_golden,
+            bundles=release.gate_bundles, actor=actor, role=role,
+            acknowledgements=acknowledgements, break_glass=break_glass)
+
+    def register_golden_set(self, task: str, name: str, content_hash: str, rows: int,
+                            actor: str, reason: str, role: str) -> Outcome:
+        """Make a stored golden-set content the task's current version (its gate policy).
+        The content itself is stored by the caller (content-addressed, never mutated)."""
+        index = self.task(task)
+        ref = index.register_golden_set(name, content_hash, rows, actor=actor, reason=reason,
+                                        role=role)
+        if ref is None:
+            return _outcome(index, False, f"{name} {content_hash[:19]} is already the current "
+                                          "golden set; nothing recorded")
+        self._save(index)
+        return _outcome(index)
+
+    def record_gate_evaluation(self, task: str, number: int, evaluation: GateEvaluated,
+                               actor: str, reason: str, role: str) -> Outcome:
+        """Record a gate bundle on the release it evaluated. The bundle must be on a golden-set
+        version registered for the task, and its candidate arm must be the release as stored
+        (same prompt hash and model), so evidence cannot be filed against another artifact."""
+        index = self.task(task)
+        release = self.release(task, number)
+        if evaluation.task_id != task:
+            raise ValidationError(f"the bundle is for task {evaluation.task_id}, not {task}")
+        known = getattr(index, "golden_versions", {}).get(evaluation.golden_set.name, [])
+        ref = evaluation.golden_set
+        if ref.content_hash not in known or known.index(ref.content_hash) + 1 != ref.version:
+            raise ValidationError(
+                f"golden set {ref.name} v{ref.version} ({ref.content_hash[:19]}) is not "
+                f"registered for task {task}; register it first")
+        arm = evaluation.runner.get("candidate", {}) if evaluation.runner else {}
+        if arm.get("prompt_hash") != release.prompt_hash or \
+                arm.get("model") != release.content.get("model_version"):
+            raise ValidationError(
+                f"the bundle's candidate (prompt {str(arm.get('prompt_hash'))[:19]}, model "
+                f"{arm.get('model')}) is not {release.display_id} as stored (prompt "
+                f"{release.prompt_hash[:19]}, model {release.content.get('model_version')})")
+        payload = evaluation.model_copy(update={"evaluated_by": actor}).model_dump(mode="json")
+        release.record_gate_evaluation(payload, actor=actor, reason=reason, role=role)
+        self._save(release)
+        result = _outcome(release)
+        result["note"] = f"bundle {evaluation.bundle_id} recorded"
+        return result

@@ -20,6 +20,9 @@ from pydantic import (
 )
 from relctl.domain.base import MAX_NAME_LENGTH, JsonObject, Key, Name, Reason, _name_ok
 from relctl.domain.blueprint import Stages
+from relctl.domain.gates import GateEvaluated, StepAcknowledgement
+from relctl.domain.golden import MAX_GOLDEN_ROWS, GoldenCall
+from relctl.domain.golden import Name as GoldenName
 from relctl.domain.guards import GuardRule
 from relctl.domain.release import ReleaseSpec, Stage
 from relctl.domain.rollout import MAX_EVIDENCE_BYTES, MAX_STEPS
@@ -193,3 +196,43 @@ COMMAND_BODIES: dict[str, type[BaseModel]] = {
     "complete_rollout": RolloutCommand, "pause_rollout": WithEvidence,
     "freeze_rollout": WithEvidence, "roll_back": WithEvidence,
 }
+
+
+# ---- release gates (new command bodies; the gated steps' fields) --------------------------
+
+class GateFields(BaseModel):
+    """What a gated step (passing InternalTest, starting a rollout) may carry."""
+
+    acknowledgements: list[StepAcknowledgement] = Field(
+        default_factory=list, max_length=50,
+        description="accept failing Conditional gates of the deciding bundle, each with a reason")
+    break_glass: Reason | None = Field(
+        None, description="admins only: pass every gate anyway, for this reason (recorded in "
+                          "the release's GatePassed event and the audit trail)")
+
+
+class PromoteRelease(Promote, GateFields):
+    """Move a release forward; passing InternalTest (to Beta or Stable) consults its gates."""
+
+
+class StartRollout(RolloutCommand, GateFields):
+    """Start a planned rollout; its candidate must pass its gates."""
+
+
+class RegisterGoldenSet(Body):
+    """A golden set content for a task: its rows (JSON Lines rows as objects, file order)."""
+
+    name: GoldenName
+    rows: list[GoldenCall] = Field(min_length=1, max_length=MAX_GOLDEN_ROWS)
+
+
+class RecordGateEvaluation(Body):
+    """A gate bundle computed by ``relctl gate run`` for the release in the path."""
+
+    evaluation: GateEvaluated
+
+
+COMMAND_BODIES.update({
+    "promote_release": PromoteRelease, "start_rollout": StartRollout,
+    "register_golden_set": RegisterGoldenSet, "record_gate_evaluation": RecordGateEvaluation,
+})

@@ -560,11 +560,20 @@ class GateEvaluated(BaseModel):
     report_path: str
     report_hash: str
     evaluated_by: str = Field(min_length=1)
+    # What ran and what it measured: the runner's configuration (endpoint, concurrency,
+    # retries, pricing, and per arm the release, model, prompt hash, temperature and seed;
+    # never the API key) and every metric of both arms. Optional so payloads written before
+    # these fields existed still read.
+    runner: dict[str, Any] = Field(default_factory=dict)
+    candidate_metrics: dict[GateMetric, Measure] = Field(default_factory=dict)
+    baseline_metrics: dict[GateMetric, Measure] = Field(default_factory=dict)
 
     @classmethod
     def from_bundle(cls, bundle: GateBundle, *, report_path: str, report_hash: str,
-                    evaluated_by: str) -> "GateEvaluated":
+                    evaluated_by: str, runner: dict[str, Any] | None = None) -> "GateEvaluated":
         return cls(
+            runner=runner or {}, candidate_metrics=bundle.candidate,
+            baseline_metrics=bundle.baseline,
             bundle_id=bundle.bundle_id, task_id=bundle.task_id, release_id=bundle.release_id,
             baseline_release_id=bundle.baseline_release_id, golden_set=bundle.golden_set,
             evaluated_at=bundle.evaluated_at, results=bundle.results,
@@ -712,3 +721,88 @@ def require_gate_passage(**kwargs: Any) -> GateDecision:
         raise ConflictError(f"release {decision.release_id} may not {decision.step}: "
                             f"{decision.message}")
     return decision
+
+
+# ---- gate passage: what a gated step (passing InternalTest, starting a rollout) records --------
+
+class PassageBasis(StrEnum):
+    """Why a release was let through a gated step; recorded in ``Release.GatePassed``."""
+
+    GATES_PASSED = "gates_passed"
+    ACKNOWLEDGED = "acknowledged"
+    BREAK_GLASS = "break_glass"
+    UNGATED = "ungated"
+
+
+GATED_FROM_STAGE = "InternalTest"
+
+
+def passes_internal_test(from_stage: str, to_stage: str, stages: Sequence[str]) -> bool:
+    """Is moving ``from_stage`` -> ``to_stage`` a gated promotion (to Beta or Stable)?
+
+    Deprecating is never gated (taking a release out of service needs no evidence), and
+    reaching InternalTest itself is where the evidence is gathered.
+    """
+    if to_stage == "Deprecated" or to_stage not in stages or from_stage not in stages:
+        return False
+    return stages.index(to_stage) > stages.index(GATED_FROM_STAGE)
+
+
+class StepAcknowledgement(BaseModel):
+    """On a promote / rollout-start command: accept one failing Conditional gate, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gate: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=3, max_length=2_000)
+
+
+def gate_passage(
+    *, release_id: str, step: PromotionStep, golden: GoldenSetRef | None,
+    bundles: Sequence[Mapping[str, Any]], actor: str, role: str,
+    acknowledgements: Sequence[StepAcknowledgement] = (), break_glass: str | None = None,
+) -> dict[str, Any]:
+    """Decide a gated step and return what ``Release.GatePassed`` records; raise if refused.
+
+    ``golden`` is the task's current golden set (its gate policy): None means the task is
+    ungated, and the passage says so. Otherwise :func:`decide_gate_passage` decides over the
+    release's recorded bundles. A refusal raises ``ConflictError`` (nothing is recorded); a
+    break-glass by anyone but an admin raises ``ForbiddenError``, gated task or not.
+    """
+    if break_glass is not None and role != BREAK_GLASS_ROLE:
+        raise ForbiddenError(
+            f"break-glass override needs the {BREAK_GLASS_ROLE} role, not {role}")
+    base: dict[str, Any] = {"step": step.value, "golden_set": None, "bundle_id": None,
+                            "acknowledged": [], "break_glass": None, "overridden": [],
+                            "signals": []}
+    if golden is None:
+        if acknowledgements:
+            raise ValidationError("the task has no golden set registered (it is ungated): "
+                                  "there is no gate to acknowledge")
+        return {**base, "basis": PassageBasis.UNGATED.value}
+    events = [GateEvaluated.model_validate(b) for b in bundles]
+    current = [e for e in events if e.release_id == release_id
+               and e.golden_set.content_hash == golden.content_hash]
+    deciding = max(current, key=lambda e: e.evaluated_at, default=None)
+    acks = [Acknowledgement(bundle_id=deciding.bundle_id if deciding else "-", gate=a.gate,
+                            actor=actor, reason=a.reason) for a in acknowledgements]
+    glass = BreakGlass(actor=actor, role=role, reason=break_glass) if break_glass else None
+    decision = require_gate_passage(
+        release_id=release_id, step=step, bundles=events, current_golden=golden,
+        acknowledgements=acks, break_glass=glass)
+    if decision.break_glass is not None:
+        basis = PassageBasis.BREAK_GLASS
+    elif decision.acknowledged:
+        basis = PassageBasis.ACKNOWLEDGED
+    else:
+        basis = PassageBasis.GATES_PASSED
+    return {
+        **base, "basis": basis.value, "golden_set": golden.model_dump(mode="json"),
+        "bundle_id": decision.bundle_id,
+        "acknowledged": [a.model_dump(mode="json") for a in decision.acknowledged],
+        "break_glass": (decision.break_glass.model_dump(mode="json")
+                        if decision.break_glass else None),
+        "overridden": ([*decision.blocking, *decision.needs_acknowledgement]
+                       if decision.break_glass else []),
+        "signals": decision.signals,
+    }

@@ -303,6 +303,63 @@ class Release(ControlAggregate):
     def _stage_changed(self, from_stage: str, to_stage: str, actor: str, reason: str) -> None:
         self.stage = to_stage
 
+    # ---- release gates ---------------------------------------------------------------------
+
+    @property
+    def display_id(self) -> str:
+        """How gate bundles name this release: ``<task>@<number>``."""
+        return f"{self.task}@{self.number}"
+
+    @property
+    def gate_bundles(self) -> list[dict[str, Any]]:
+        """What each recorded ``GateEvaluated`` decides with (oldest first)."""
+        return list(getattr(self, "_gate_bundles", []))
+
+    def record_gate_evaluation(self, evaluation: dict[str, Any], actor: str, reason: str,
+                               role: str) -> None:
+        """Record a gate bundle computed for this release (``GateEvaluated`` payload as JSON,
+        checked by the caller against :class:`relctl.domain.gates.GateEvaluated`)."""
+        check_attribution(actor, reason)
+        if evaluation.get("release_id") != self.display_id:
+            raise ValidationError(f"the bundle is of release {evaluation.get('release_id')}, "
+                                  f"not {self.display_id}")
+        if any(b["bundle_id"] == evaluation["bundle_id"] for b in self.gate_bundles):
+            raise ConflictError(f"bundle {evaluation['bundle_id']} is already recorded on "
+                                f"{self.display_id}")
+        check_json(evaluation, "gate evaluation")
+        verdicts = {r["gate"]["name"]: r["outcome"] for r in evaluation["results"]}
+        self._gate_evaluated(bundle_id=evaluation["bundle_id"],
+                             golden_set=evaluation["golden_set"], verdicts=verdicts,
+                             evidence=evaluation, actor=actor, reason=reason, role=role)
+
+    @event("GateEvaluated")
+    def _gate_evaluated(self, bundle_id: str, golden_set: dict[str, Any], verdicts: dict[str, str],
+                        evidence: dict[str, Any], actor: str, reason: str, role: str) -> None:
+        """``evidence`` is the whole ``GateEvaluated`` payload: golden set, runner
+        configuration, every metric of both arms, each gate's result, report path and hash."""
+        if not hasattr(self, "_gate_bundles"):
+            self._gate_bundles: list[dict[str, Any]] = []
+        summary = {key: value for key, value in evidence.items()
+                   if key not in ("candidate_metrics", "baseline_metrics", "runner")}
+        self._gate_bundles.append(summary)
+
+    def record_gate_passage(self, passage: dict[str, Any], actor: str, reason: str,
+                            role: str) -> None:
+        """Record why this release may take a gated step (pass InternalTest, start a rollout):
+        gates passed, conditional gates acknowledged, an admin's break-glass, or an ungated
+        task. Saved with the step's own event, so no gated step exists without one."""
+        check_attribution(actor, reason)
+        check_json(passage, "gate passage")
+        evidence = {key: value for key, value in passage.items() if key not in ("step", "basis")}
+        self._gate_passed(step=passage["step"], basis=passage["basis"], evidence=evidence,
+                          actor=actor, reason=reason, role=role)
+
+    @event("GatePassed")
+    def _gate_passed(self, step: str, basis: str, evidence: dict[str, Any], actor: str,
+                     reason: str, role: str) -> None:
+        """``evidence``: golden set, deciding bundle, acknowledgements, break-glass (actor,
+        role, reason) and the gates it overrode, signals; the audit trail shows it as is."""
+
     def summary(self) -> dict[str, Any]:
         return {
             "id": str(self.id), "kind": self.kind, "task": self.task, "number": self.number,

@@ -11,6 +11,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 from relctl.domain.base import ControlAggregate, check_attribution
 from relctl.domain.errors import ConflictError, NotFoundError
+from relctl.domain.golden import GoldenSetRef
 from relctl.domain.ids import check_key, task_id
 
 
@@ -34,6 +35,10 @@ class Task(ControlAggregate):
         self.default_release: int | None = None
         self.active_rollout: UUID | None = None
         self.rollouts: list[UUID] = []
+        # Gate policy: once a golden set is registered the task is gated; the newest
+        # registration is the current version. ``golden_versions``: name -> content hashes.
+        self.golden_set: dict[str, Any] | None = None
+        self.golden_versions: dict[str, list[str]] = {}
 
     @property
     def latest_release(self) -> int | None:
@@ -104,9 +109,51 @@ class Task(ControlAggregate):
         if new_default is not None:
             self.default_release = new_default
 
+    # ---- golden sets (the gate policy) ----------------------------------------------------
+
+    @property
+    def current_golden(self) -> GoldenSetRef | None:
+        """The golden set version gate bundles must be computed on; None: the task is ungated."""
+        golden = getattr(self, "golden_set", None)
+        return GoldenSetRef.model_validate(golden) if golden else None
+
+    def register_golden_set(self, name: str, content_hash: str, rows: int, actor: str,
+                            reason: str, role: str) -> GoldenSetRef | None:
+        """Make ``content_hash`` the current version of golden set ``name`` for this task.
+
+        The same content is the same version (registering the current one again records
+        nothing and returns None); new content is the next version; an earlier content again
+        is that earlier version, made current once more. Registering binds the task's releases
+        to the gates from then on.
+        """
+        check_attribution(actor, reason)
+        versions = getattr(self, "golden_versions", {}).get(name, [])
+        version = versions.index(content_hash) + 1 if content_hash in versions \
+            else len(versions) + 1
+        ref = GoldenSetRef(name=name, version=version, content_hash=content_hash)
+        if self.current_golden == ref:
+            return None
+        if rows < 1:
+            raise ConflictError("a golden set needs at least one row")
+        self._golden_set_registered(name=ref.name, version=ref.version,
+                                    content_hash=ref.content_hash, rows=rows, actor=actor,
+                                    reason=reason, role=role)
+        return ref
+
+    @event("GoldenSetRegistered")
+    def _golden_set_registered(self, name: str, version: int, content_hash: str, rows: int,
+                               actor: str, reason: str, role: str) -> None:
+        if not hasattr(self, "golden_versions"):
+            self.golden_versions = {}
+        versions = self.golden_versions.setdefault(name, [])
+        if content_hash not in versions:
+            versions.append(content_hash)
+        self.golden_set = {"name": name, "version": version, "content_hash": content_hash}
+
     def summary(self) -> dict[str, Any]:
         return {
             "id": str(self.id), "kind": self.kind, "key": self.key, "releases": self.releases,
+            "golden_set": getattr(self, "golden_set", None),
             "default_release": self.default_release,
             "active_rollout": str(self.active_rollout) if self.active_rollout else None,
             "rollouts": [str(r) for r in self.rollouts], "aggregate_version": self.version,

@@ -31,7 +31,7 @@ from relctl.entrypoints.cli_base import (
     load_json,
     show,
 )
-from relctl.entrypoints.cli_gate import gate_app
+from relctl.entrypoints.cli_gate import AckOption, BreakGlassOption, gate_app, gate_fields
 from relctl.entrypoints.cli_read import read_app
 
 app = typer.Typer(help="relctl: release authority for AI evaluation pipelines.",
@@ -171,11 +171,14 @@ def release_promote(task: TaskArg, number: NumberArg,
                     stage: Annotated[str, typer.Argument(
                         help="InternalTest, Beta, Stable or Deprecated")],
                     reason: Reason, expected_version: Expected = None,
+                    ack: AckOption = None, break_glass: BreakGlassOption = None,
                     output: Output = OutputFormat.text) -> None:
-    """Move a release forward: InternalTest, Beta, Stable, or Deprecated."""
+    """Move a release forward: InternalTest, Beta, Stable, or Deprecated.
+
+    Passing InternalTest of a gated task (one with a golden set) needs its gates."""
     show(Client().call("POST", f"/v1/releases/{task}/{number}/promote",
-                       {"stage": stage, "reason": reason,
-                        "expected_version": expected_version}), output)
+                       {"stage": stage, "reason": reason, "expected_version": expected_version,
+                        **gate_fields(ack, break_glass)}), output)
 
 
 @release_app.command("set-default")
@@ -416,6 +419,19 @@ Evidence = Annotated[Path | None, typer.Option(
     help="JSON file with the evidence (an object), recorded with the decision")]
 
 
+def rollout_start(
+    rollout_id: RolloutArg, reason: Reason, expected_version: Expected = None,
+    ack: AckOption = None, break_glass: BreakGlassOption = None, output: Output = OutputFormat.text,
+) -> None:
+    """Start a planned rollout at its first step (a gated task's candidate needs its gates)."""
+    body = {"reason": reason, "expected_version": expected_version,
+            **gate_fields(ack, break_glass)}
+    show(Client().call("POST", f"/v1/rollouts/{rollout_id}/start", body), output)
+
+
+rollout_app.command("start")(rollout_start)
+
+
 def _rollout_action(action: str, doc: str, takes_evidence: bool) -> None:
     def command(
         rollout_id: RolloutArg, reason: Reason, expected_version: Expected = None,
@@ -438,7 +454,6 @@ def _rollout_action(action: str, doc: str, takes_evidence: bool) -> None:
 
 
 for _action, _doc, _evidence in (
-    ("start", "Start a planned rollout at its first step.", False),
     ("advance", "Move a running rollout to its next step.", False),
     ("pause", "Pause a running rollout (tenants keep what they have).", True),
     ("resume", "Resume a paused rollout (a frozen one needs an admin).", False),

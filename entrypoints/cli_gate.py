@@ -1,14 +1,22 @@
-"""``relctl gate``: golden sets, gate runs, reports and the promotion decision, run locally.
+"""``relctl gate``: golden sets, gate runs, reports and the promotion decision.
 
-A Typer sub-app for the lead to mount (``app.add_typer(gate_app, name="gate")``). It works on
-the data directory (``RELCTL_DATA_DIR``) and an OpenAI-compatible endpoint (``RELCTL_LLM_*`` or
-``--endpoint FILE``); recording ``GoldenSetRegistered`` / ``GateEvaluated`` as events and
-refusing promotion in the control plane is wired at merge. Exit codes follow ``relctl``:
-3 invalid input, 4 refused (conflict), 5 not found, 6 forbidden.
+Through the control plane (the authority): ``golden register --task`` records
+``Task.GoldenSetRegistered`` via the API (the task is gated from then on); ``run --task T
+--release N`` reads the release and the task's current golden set from the API, runs both arms
+against an OpenAI-compatible endpoint (``RELCTL_LLM_*`` or ``--endpoint FILE``), writes the
+reports under the local data directory and records ``Release.GateEvaluated`` via the API;
+``show`` and ``report`` read it back. The API's token says who did it (operators, admins).
+
+Local (offline, binds nothing): ``golden register`` without ``--task`` (``index.json`` under
+``RELCTL_DATA_DIR``), ``run`` with spec files (``--candidate FILE --candidate-id ...``) and
+``decide`` (a what-if of the promotion decision over bundle files). Exit codes follow
+``relctl``: 3 invalid input, 4 refused (conflict), 5 not found, 6 forbidden.
 """
 
 import asyncio
+import hashlib
 import json
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -43,7 +51,9 @@ from relctl.domain.gates import (
     decide_gate_passage,
     default_thresholds,
 )
-from relctl.domain.release import ReleaseSpec
+from relctl.domain.golden import GoldenSetRef, content_hash, parse_golden_lines
+from relctl.domain.release import ReleaseSpec, prompt_hash
+from relctl.entrypoints.cli_base import Client
 from rich.console import Console
 from rich.table import Table
 
@@ -96,12 +106,26 @@ def golden_register(
     path: Annotated[Path, typer.Argument(help="JSON Lines file of golden calls")],
     name: Annotated[str, typer.Option("--name", "-n", help="golden set name, e.g. csat-golden")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="why; recorded with the version")],
-    actor: Annotated[str, typer.Option("--actor", help="who is recorded as doing this")] = "cli",
+    actor: Annotated[str, typer.Option(
+        "--actor", help="local mode only: who is recorded (the API uses the token)")] = "cli",
+    task: Annotated[str | None, typer.Option(
+        "--task", help="register for TASK through the API: the task is gated from then on")]
+        = None,
 ) -> None:
-    """Register a JSON Lines golden set; same content is the same version, new content the next."""
-    event = GoldenStore(_settings().data_dir).register(
-        name, path.read_text("utf-8"), actor=actor, reason=reason)
-    _print_json(event.model_dump(mode="json"))
+    """Register a JSON Lines golden set; same content is the same version, new content the next.
+
+    With --task: through the API (the control plane decides which version is current). Without:
+    only in the local content store (a dry run that gates nothing)."""
+    text = path.read_text("utf-8")
+    if task is None:
+        event = GoldenStore(_settings().data_dir).register(name, text, actor=actor, reason=reason)
+        _print_json(event.model_dump(mode="json"))
+        return
+    rows = [call.model_dump(mode="json") for call in parse_golden_lines(text.splitlines())]
+    result = Client().call("POST", f"/v1/tasks/{task}/golden-sets",
+                           {"name": name, "rows": rows, "reason": reason})
+    _print_json({"golden_set": result["aggregate"]["golden_set"], "rows": len(rows),
+                 "changed": result["changed"], "note": result.get("note")})
 
 
 @golden_app.command("show")
@@ -145,13 +169,24 @@ def _show_bundle(bundle: GateBundle) -> None:
 @_errors
 def run(
     task: Annotated[str, typer.Option("--task", help="task the releases belong to")],
-    golden: Annotated[str, typer.Option("--golden", help="golden set name")],
-    candidate: Annotated[Path, typer.Option("--candidate", help="candidate release spec JSON")],
-    candidate_id: Annotated[str, typer.Option(
-        "--candidate-id", help="candidate release id, e.g. csat@2")],
-    baseline: Annotated[Path, typer.Option("--baseline", help="baseline release spec JSON")],
-    baseline_id: Annotated[str, typer.Option(
-        "--baseline-id", help="baseline release id, e.g. csat@1")],
+    release: Annotated[int | None, typer.Option(
+        "--release", help="recorded mode: the candidate release number (spec from the API)")]
+        = None,
+    baseline_release: Annotated[int | None, typer.Option(
+        "--baseline-release", help="recorded mode: baseline number (default: task default)")]
+        = None,
+    reason: Annotated[str, typer.Option(
+        "--reason", help="recorded mode: why, recorded with GateEvaluated")] = "gate run",
+    golden: Annotated[str | None, typer.Option(
+        "--golden", help="local mode: golden set name in the local store")] = None,
+    candidate: Annotated[Path | None, typer.Option(
+        "--candidate", help="local mode: candidate release spec JSON")] = None,
+    candidate_id: Annotated[str | None, typer.Option(
+        "--candidate-id", help="local mode: candidate release id, e.g. csat@2")] = None,
+    baseline: Annotated[Path | None, typer.Option(
+        "--baseline", help="local mode: baseline release spec JSON")] = None,
+    baseline_id: Annotated[str | None, typer.Option(
+        "--baseline-id", help="local mode: baseline release id, e.g. csat@1")] = None,
     golden_version: Annotated[int | None, typer.Option(
         "--golden-version", help="golden set version (default: current)")] = None,
     thresholds: Annotated[Path | None, typer.Option("--thresholds",
@@ -173,17 +208,26 @@ def run(
     under <data_dir>/gates/runs/ and not sent again.
     """
     settings = _settings()
-    store = GoldenStore(settings.data_dir)
-    ref = store.resolve(golden, golden_version)
-    calls = store.load(ref)
+    client: Client | None = None
+    if release is not None:
+        client = Client()
+        ref, calls, arms = _recorded_inputs(client, task, release, baseline_release)
+    else:
+        if not (golden and candidate and candidate_id and baseline and baseline_id):
+            raise ValidationError(
+                "give --release N (recorded through the API), or, for a local dry run, "
+                "--golden, --candidate, --candidate-id, --baseline and --baseline-id")
+        store = GoldenStore(settings.data_dir)
+        ref = store.resolve(golden, golden_version)
+        calls = store.load(ref)
+        arms = [_release(candidate, candidate_id, Arm.CANDIDATE),
+                _release(baseline, baseline_id, Arm.BASELINE)]
     gates = _thresholds(thresholds)
     config = EndpointConfig.from_file(endpoint) if endpoint else EndpointConfig.from_env()
     if concurrency:
         config = config.model_copy(update={"concurrency": concurrency})
-    arms = [_release(candidate, candidate_id, Arm.CANDIDATE),
-            _release(baseline, baseline_id, Arm.BASELINE)]
-    runs = settings.data_dir / "gates" / "runs" / f"{candidate_id}-vs-{baseline_id}-" \
-        f"{ref.content_hash.removeprefix('sha256:')[:12]}"
+    runs = settings.data_dir / "gates" / "runs" / f"{arms[0].release_id}-vs-" \
+        f"{arms[1].release_id}-{ref.content_hash.removeprefix('sha256:')[:12]}"
     runner = GateRunner(config)
     traces = [asyncio.run(runner.run(arm, calls, runs / f"{arm.arm}.jsonl", progress=progress))
               for arm in arms]
@@ -194,14 +238,147 @@ def run(
     report, digest = write_reports(bundle, settings.data_dir)
     event = GateEvaluated.from_bundle(
         bundle, report_path=str(report.relative_to(settings.data_dir)), report_hash=digest,
-        evaluated_by=actor)
+        evaluated_by=actor, runner=runner_configuration(config, arms))
     (report.parent / "gate-evaluated.json").write_text(event.model_dump_json(indent=2), "utf-8")
+    if client is not None and release is not None:
+        client.call("POST", f"/v1/releases/{task}/{release}/gates",
+                    {"reason": reason, "evaluation": event.model_dump(mode="json")})
+        err_console.print(f"recorded: GateEvaluated {bundle.bundle_id} on {task}@{release}")
     if output == "json":
         _print_json(event.model_dump(mode="json"))
         return
     _show_bundle(bundle)
     console.print(f"reports: {report.parent}/report.md, report.html, bundle.json")
     console.print(f"event payload: {report.parent}/gate-evaluated.json")
+
+
+def runner_configuration(config: EndpointConfig, arms: list[ReleaseUnderTest]) -> dict[str, Any]:
+    """What ``GateEvaluated`` records about how the run was made (never the API key)."""
+    return {
+        "endpoint": config.model_dump(mode="json", exclude={"api_key"}),
+        **{str(arm.arm): {"release_id": arm.release_id, "model": arm.model,
+                          "prompt_hash": prompt_hash(arm.prompt_template),
+                          "prompt_version": arm.prompt_version, "temperature": arm.temperature,
+                          "seed": arm.seed, "blueprint_version_id": arm.blueprint_version_id}
+           for arm in arms},
+    }
+
+
+def _recorded_inputs(client: Client, task: str, number: int, baseline: int | None,
+                     ) -> tuple[GoldenSetRef, list[Any], list[ReleaseUnderTest]]:
+    """The task's current golden set (rows checked against the registered hash) and both
+    releases as the control plane stores them."""
+    golden = client.call("GET", f"/v1/tasks/{task}/golden-sets")["current"]
+    if golden is None:
+        raise NotFoundError(f"task {task} has no golden set: register one with "
+                            f"`relctl gate golden register FILE --task {task} ...`")
+    ref = GoldenSetRef.model_validate(golden)
+    lines = client.call("GET", f"/v1/tasks/{task}/golden-sets/rows",
+                        params={"content_hash": ref.content_hash})["jsonl"].splitlines()
+    if content_hash(lines) != ref.content_hash:
+        raise ValidationError(f"golden set rows from the API do not match {ref.content_hash}")
+    if baseline is None:
+        baseline = client.call("GET", f"/v1/tasks/{task}")["default_release"]
+        if baseline is None:
+            raise ValidationError(f"task {task} has no default release: give "
+                                  "--baseline-release")
+    arms = []
+    for arm, n in ((Arm.CANDIDATE, number), (Arm.BASELINE, baseline)):
+        content = client.call("GET", f"/v1/releases/{task}/{n}")["content"]
+        spec = ReleaseSpec.model_construct(**content)
+        arms.append(ReleaseUnderTest.from_spec(f"{task}@{n}", arm, spec))
+    return ref, parse_golden_lines(lines), arms
+
+
+AckOption = Annotated[list[str] | None, typer.Option(
+    "--ack", help="GATE=REASON: accept a failing Conditional gate (repeatable)")]
+BreakGlassOption = Annotated[str | None, typer.Option(
+    "--break-glass", help="admins only: pass every gate anyway, for this reason (audited)")]
+
+
+def gate_fields(acks: list[str] | None, break_glass: str | None) -> dict[str, Any]:
+    """The gate fields of a promote / rollout-start body from ``--ack`` and ``--break-glass``."""
+    fields: dict[str, Any] = {}
+    if acks:
+        parsed = []
+        for value in acks:
+            gate, sep, why = value.partition("=")
+            if not sep:
+                raise typer.BadParameter(f"--ack {value!r}: give GATE=REASON")
+            parsed.append({"gate": gate.strip(), "reason": why.strip()})
+        fields["acknowledgements"] = parsed
+    if break_glass is not None:
+        fields["break_glass"] = break_glass
+    return fields
+
+
+def _recorded(task: str, release: int) -> dict[str, Any]:
+    result: dict[str, Any] = Client().call("GET", f"/v1/releases/{task}/{release}/gates")
+    return result
+
+
+@gate_app.command("show")
+@_errors
+def show_gates(
+    task: Annotated[str, typer.Option("--task", help="task")],
+    release: Annotated[int, typer.Option("--release", help="release number")],
+    output: Output = "text",
+) -> None:
+    """The release's recorded gate bundles and what promotion past InternalTest would decide."""
+    result = _recorded(task, release)
+    if output == "json":
+        _print_json(result)
+        return
+    golden = result["golden_set"]
+    console.print(f"{result['release']} ({result['stage']}): " + (
+        f"gated by golden set {golden['name']} v{golden['version']} "
+        f"({golden['content_hash'][:19]})" if golden else "ungated (no golden set registered)"))
+    for bundle in result["bundles"]:
+        event = GateEvaluated.model_validate(bundle)
+        stale = golden is None or event.golden_set.content_hash != golden["content_hash"]
+        table = Table(title=f"bundle {event.bundle_id} on {event.golden_set.name} "
+                            f"v{event.golden_set.version}{' (stale)' if stale else ''}, "
+                            f"by {event.evaluated_by} at {event.evaluated_at:%Y-%m-%d %H:%M}")
+        for column in ("gate", "class", "outcome", "detail"):
+            table.add_column(column)
+        for r in event.results:
+            table.add_row(r.gate.name, str(r.gate.gate_class), str(r.outcome), r.message)
+        console.print(table)
+    decision = result["decision"]
+    if decision is not None:
+        verdict = "allowed" if decision["allowed"] else "refused"
+        console.print(f"promotion past InternalTest now: {verdict}: {decision['message']}")
+
+
+@gate_app.command("report")
+@_errors
+def report_gates(
+    task: Annotated[str, typer.Option("--task", help="task")],
+    release: Annotated[int, typer.Option("--release", help="release number")],
+    bundle: Annotated[str | None, typer.Option(
+        "--bundle", help="bundle id (default: the newest recorded)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md, html or json")] = "md",
+) -> None:
+    """Print a recorded bundle's report: Markdown or HTML from the local data directory (its
+    bundle.json checked against the hash the event recorded), or the event's JSON."""
+    bundles = _recorded(task, release)["bundles"]
+    if bundle is not None:
+        bundles = [b for b in bundles if b["bundle_id"] == bundle]
+    if not bundles:
+        raise NotFoundError(f"no recorded gate bundle {bundle or ''} on {task}@{release}")
+    event = GateEvaluated.model_validate(bundles[-1])
+    if fmt == "json":
+        _print_json(event.model_dump(mode="json"))
+        return
+    if fmt not in ("md", "html"):
+        raise ValidationError("--format is md, html or json")
+    data_dir = _settings().data_dir
+    payload = (data_dir / event.report_path).read_bytes()
+    if "sha256:" + hashlib.sha256(payload).hexdigest() != event.report_hash:
+        raise ValidationError(f"{event.report_path} does not match the recorded report hash "
+                              f"{event.report_hash}")
+    page = (data_dir / event.report_path).parent / f"report.{fmt}"
+    sys.stdout.write(page.read_text("utf-8"))
 
 
 def _ack(value: str, bundle_id: str, actor: str) -> Acknowledgement:

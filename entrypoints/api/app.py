@@ -17,6 +17,7 @@ from relctl.domain import errors
 from relctl.entrypoints.api.auth import Authenticator
 from relctl.entrypoints.api.blueprints import blueprints_router
 from relctl.entrypoints.api.common import STATUS
+from relctl.entrypoints.api.gates import gates_router
 from relctl.entrypoints.api.health import health_router
 from relctl.entrypoints.api.ingest import error_response, ingest_router
 from relctl.entrypoints.api.limits import RequestLimits
@@ -87,6 +88,7 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
     api.include_router(blueprints_router(runtime, auth, on_change))
     api.include_router(tenants_router(runtime, auth, on_change))
     api.include_router(rollouts_router(runtime, auth, on_change))
+    api.include_router(gates_router(runtime, auth, on_change))
     api.include_router(resolve_router(runtime, auth))
     api.include_router(ingest_router(runtime, auth))
     api.include_router(read_router(runtime, auth))

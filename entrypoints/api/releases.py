@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from relctl.adapters.postgres import Principal
-from relctl.domain.commands import CreateRelease, Promote, ReviseRelease, SetDefault
+from relctl.domain.commands import CreateRelease, PromoteRelease, ReviseRelease, SetDefault
 from relctl.domain.ids import release_id, task_id
 from relctl.entrypoints.api.auth import READERS, WRITERS, Authenticator
 from relctl.entrypoints.api.common import (
@@ -54,12 +54,15 @@ def releases_router(runtime: Runtime, auth: Authenticator,
 
     @router.post("/v1/releases/{task}/{number}/promote", response_model=Outcome,
                  responses=COMMAND_ERRORS)
-    def promote_release(task: TaskKey, number: Number, body: Promote,
+    def promote_release(task: TaskKey, number: Number, body: PromoteRelease,
                         who: Principal = writer) -> Any:
-        """Move a release forward through its lifecycle."""
+        """Move a release forward through its lifecycle. Passing InternalTest (to Beta or
+        Stable) of a gated task needs its gates passed on the current golden set, with
+        acknowledgements for failing Conditional gates, or an admin's break-glass."""
         return run("promote_release", lambda: app.promote_release(
-            task, number, body.stage.value, who.actor, body.reason, body.expected_version),
-            on_change)
+            task, number, body.stage.value, who.actor, body.reason, body.expected_version,
+            role=who.role, acknowledgements=body.acknowledgements,
+            break_glass=body.break_glass), on_change)
 
     @router.get("/v1/tasks/{task}", responses=READ_ERRORS)
     def get_task(task: TaskKey, _: Principal = reader) -> dict[str, Any]:

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Request
 from relctl.adapters.postgres import Principal
 from relctl.adapters.verdicts import VerdictBoard, verdicts_json
 from relctl.domain import errors
-from relctl.domain.commands import PlanRollout, RolloutCommand, Versioned, WithEvidence
+from relctl.domain.commands import (
+    PlanRollout,
+    RolloutCommand,
+    StartRollout,
+    Versioned,
+    WithEvidence,
+)
 from relctl.domain.tenant import Cohort
 from relctl.entrypoints.api.auth import READERS, WRITERS, Authenticator
 from relctl.entrypoints.api.common import (
@@ -23,10 +29,10 @@ from relctl.entrypoints.api.common import (
 )
 from relctl.infra.bootstrap import Runtime
 
-SIMPLE = {"start": "start_rollout", "advance": "advance_rollout",
+SIMPLE = {"advance": "advance_rollout",
           "complete": "complete_rollout"}
 WITH_EVIDENCE = {"pause": "pause_rollout", "freeze": "freeze_rollout", "rollback": "roll_back"}
-ACTIONS = sorted([*SIMPLE, *WITH_EVIDENCE, "resume"])
+ACTIONS = sorted([*SIMPLE, *WITH_EVIDENCE, "resume", "start"])
 
 
 def rollouts_router(runtime: Runtime, auth: Authenticator,
@@ -41,6 +47,12 @@ def rollouts_router(runtime: Runtime, auth: Authenticator,
             return run("resume_rollout", lambda: app.resume_rollout(
                 rollout_id, who.actor, body.reason, expected_version=body.expected_version,
                 may_unfreeze=who.role == "admin"), on_change)
+        if action == "start":
+            gated = body if isinstance(body, StartRollout) else None
+            return run("start_rollout", lambda: app.start_rollout(
+                rollout_id, who.actor, body.reason, expected_version=body.expected_version,
+                role=who.role, acknowledgements=gated.acknowledgements if gated else [],
+                break_glass=gated.break_glass if gated else None), on_change)
         if action in SIMPLE:
             method = getattr(app, SIMPLE[action])
             return run(f"{action}_rollout", lambda: method(
@@ -94,7 +106,13 @@ def rollouts_router(runtime: Runtime, auth: Authenticator,
             response_model=Outcome, responses=COMMAND_ERRORS, summary=summary,
             operation_id=f"{action}_rollout")
 
-    simple("start", "Start a planned rollout at its first step")
+    @router.post("/v1/rollouts/{rollout_id}/start", response_model=Outcome,
+                 responses=COMMAND_ERRORS, summary="Start a planned rollout at its first step",
+                 operation_id="start_rollout")
+    def start_rollout(rollout_id: UUID, body: StartRollout, who: Principal = writer) -> Any:
+        """The candidate must pass its gates (a gated task), as promotion past InternalTest."""
+        return act("start", rollout_id, body, who)
+
     simple("advance", "Move a running rollout to its next step")
     simple("complete", "Complete a rollout at its final step (the candidate becomes default)")
     simple("resume", "Resume a paused rollout (a frozen one: admins only)")

@@ -30,3 +30,12 @@ def config(url: str, *models: str, **overrides: object) -> EndpointConfig:
     }
     values.update(overrides)
     return EndpointConfig.model_validate(values)
+
+
+def planted_names(transcript: str) -> list[str]:
+    """The example set's planted names (after 'my name is' / 'this is') and e-mail addresses."""
+    import re
+
+    found = re.findall(r"(?:my name is|this is) ([A-Z][a-z]+(?: [A-Z][a-z]+)?)", transcript)
+    found += re.findall(r"[\w.]+@example\.com", transcript)
+    return found

@@ -1,0 +1,281 @@
+"""Gates with authority: golden sets and bundles recorded through the API, and promotion past
+InternalTest and rollout start refused, acknowledged or overridden on the recorded evidence.
+
+The bundles come from ``relctl gate run --release`` through the real ``openai`` SDK against the
+local OpenAI-compatible server; the control plane is the real API over PostgreSQL.
+"""
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from relctl.adapters.openai_compatible_server import Behaviour, ModelServerState, serve_in_thread
+from relctl.domain.gates import GateClass, default_thresholds
+from relctl.domain.ids import release_id
+from relctl.entrypoints.cli_gate import gate_app
+from relctl.infra.bootstrap import Runtime
+from relctl.projections.runner import ProjectorSet
+from typer.testing import CliRunner
+
+from tests.integration.conftest import Server
+from tests.integration.gate_support import GOLDEN_PATH, golden_calls, planted_names
+
+pytestmark = pytest.mark.integration
+EXAMPLES = GOLDEN_PATH.parent
+CANDIDATE_MODEL = "qa-scorer-2026-11-01"
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[tuple[str, ModelServerState]]:
+    with serve_in_thread() as running:
+        yield running
+
+
+class Gated:
+    """A task csat with v1 (Stable, default) and v2 (InternalTest), as an operator sees it."""
+
+    def __init__(self, server: Server, model_url: str, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        self.server = server
+        self.tmp = tmp_path
+        self.operator = server.client(server.token("olga", "operator"))
+        self.admin = server.client(server.token("ana", "admin"))
+        monkeypatch.setenv("RELCTL_API_URL", server.url)
+        monkeypatch.setenv("RELCTL_TOKEN", server.token("olga", "operator"))
+        monkeypatch.setenv("RELCTL_DATA_DIR", str(tmp_path / "data"))
+        endpoint = json.loads((EXAMPLES / "endpoint-local.json").read_text())
+        self.endpoint = tmp_path / "endpoint.json"
+        self.endpoint.write_text(json.dumps({**endpoint, "base_url": model_url}))
+        for name in ("baseline", "candidate"):
+            spec = json.loads((EXAMPLES / f"release-{name}.json").read_text())
+            spec.pop("blueprint_version_id", None)  # no blueprint in this control plane
+            ok(self.operator.post("/v1/releases", json={"task": "csat", "spec": spec,
+                                                        "reason": f"the {name}"}))
+        ok(self.operator.post("/v1/releases/csat/1/promote",
+                              json={"stage": "Stable", "reason": "before gates existed"}))
+        ok(self.operator.post("/v1/tasks/csat/default", json={"release": 1, "reason": "launch"}))
+        ok(self.operator.post("/v1/releases/csat/2/promote",
+                              json={"stage": "InternalTest", "reason": "evaluate it"}))
+
+    def cli(self, *args: str) -> Any:
+        return CliRunner().invoke(gate_app, list(args))
+
+    def register(self, path: Path = GOLDEN_PATH, reason: str = "first labelled set") -> Any:
+        result = self.cli("golden", "register", str(path), "--name", "csat", "--task", "csat",
+                          "--reason", reason)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def run_gates(self, bundle_id: str, thresholds: Path | None = None) -> dict[str, str]:
+        args = ["run", "--task", "csat", "--release", "2", "--endpoint", str(self.endpoint),
+                "--bundle-id", bundle_id, "--reason", "gate the candidate", "--no-progress",
+                "-o", "json"]
+        if thresholds is not None:
+            args += ["--thresholds", str(thresholds)]
+        result = self.cli(*args)
+        assert result.exit_code == 0, result.output
+        return {r["gate"]["name"]: r["outcome"] for r in json.loads(result.stdout)["results"]}
+
+    def promote(self, client: httpx.Client, **fields: Any) -> httpx.Response:
+        return client.post("/v1/releases/csat/2/promote",
+                           json={"stage": "Beta", "reason": "ship to beta", **fields})
+
+    def release(self) -> dict[str, Any]:
+        return ok(self.operator.get("/v1/releases/csat/2"))
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        history = ok(self.operator.get("/v1/releases/csat/2/history"))["events"]
+        return [e["data"] for e in history if e["type"] == f"io.relctl.release.{name}.v1"]
+
+
+def ok(response: httpx.Response) -> Any:
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+@pytest.fixture
+def gated(server: Server, model: tuple[str, ModelServerState], tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Gated:
+    return Gated(server, model[0], tmp_path, monkeypatch)
+
+
+def test_a_task_without_a_golden_set_passes_ungated_and_the_event_says_so(gated: Gated):
+    assert gated.promote(gated.operator).status_code == 200
+    passed = gated.events("gate_passed")
+    assert [(p["step"], p["basis"], p["actor"]) for p in passed] == [
+        ("pass_internal_test", "ungated", "olga")]
+    assert ok(gated.operator.get("/v1/releases/csat/2/gates"))["gated"] is False
+
+
+def test_a_failing_block_gate_refuses_promotion_and_rollout_start_until_an_admin_breaks_glass(
+        gated: Gated, model: tuple[str, ModelServerState], runtime: Runtime):
+    _, state = model
+    state.behaviours[CANDIDATE_MODEL] = Behaviour(miss_critical=0.5)
+    try:
+        registered = gated.register()
+        assert registered["golden_set"]["version"] == 1
+        state.received.clear()
+        outcomes = gated.run_gates("gb-block")
+    finally:
+        state.behaviours.pop(CANDIDATE_MODEL)
+    assert outcomes["critical-false-negatives"] == "Failed"
+    # redaction: no planted name or e-mail address of the set reached the model server
+    wire = json.dumps(list(state.received))
+    assert len(state.received) == 2 * 320
+    assert sorted({n for c in golden_calls() for n in planted_names(c.transcript)
+                   if n in wire}) == []
+
+    recorded = gated.events("gate_evaluated")
+    assert [(e["bundle_id"], e["actor"], e["role"]) for e in recorded] == [
+        ("gb-block", "olga", "operator")]
+    evidence = recorded[0]["evidence"]
+    assert evidence["golden_set"]["content_hash"] == registered["golden_set"]["content_hash"]
+    assert evidence["runner"]["candidate"]["model"] == CANDIDATE_MODEL
+    assert "api_key" not in evidence["runner"]["endpoint"]
+    assert evidence["candidate_metrics"]["critical_false_negative_rate"]["value"] > 0.01
+    assert recorded[0]["verdicts"]["critical-false-negatives"] == "Failed"
+
+    before = gated.release()
+    refused = gated.promote(gated.operator)
+    assert refused.status_code == 409
+    assert "critical-false-negatives" in refused.json()["error"]["message"]
+    assert gated.release() == before
+
+    rollout = ok(gated.operator.post("/v1/rollouts", json={
+        "task": "csat", "candidate": 2, "reason": "plan is not gated"}))["aggregate"]["id"]
+    start = gated.operator.post(f"/v1/rollouts/{rollout}/start", json={"reason": "go ahead"})
+    assert start.status_code == 409
+    assert ok(gated.operator.get(f"/v1/rollouts/{rollout}"))["state"] == "Planned"
+
+    forbidden = gated.promote(gated.operator, break_glass="incident 4711, CEO approved")
+    assert forbidden.status_code == 403
+    assert gated.release() == before
+    assert gated.operator.post(f"/v1/rollouts/{rollout}/start", json={
+        "reason": "go ahead", "break_glass": "incident 4711"}).status_code == 403
+
+    assert ok(gated.admin.post(f"/v1/rollouts/{rollout}/start", json={
+        "reason": "go anyway", "break_glass": "incident 4711, CEO approved"}))[
+        "aggregate"]["state"] == "Running"
+    passed = gated.events("gate_passed")
+    assert [(p["step"], p["basis"], p["actor"], p["role"]) for p in passed] == [
+        ("start_rollout", "break_glass", "ana", "admin")]
+    glass = passed[0]["evidence"]
+    assert glass["break_glass"] == {"actor": "ana", "role": "admin",
+                                    "reason": "incident 4711, CEO approved"}
+    assert glass["bundle_id"] == "gb-block"
+    assert any(line.startswith("critical-false-negatives") for line in glass["overridden"])
+
+    settings = runtime.settings
+    assert settings.database_url
+    with ProjectorSet(runtime.app, settings.database_url, settings.database_schema) as views:
+        views.catch_up()
+    rows = [json.loads(r["content"]) for r in runtime.db.execute(
+        "SELECT content FROM relctl_rm_audit WHERE event LIKE %s ORDER BY seq",
+        ("%GatePassed",))]
+    # v1 was promoted to Stable before csat had a golden set: that passage says "ungated"
+    assert [(r["aggregate_id"], r["actor"], r["evidence"]["break_glass"]) for r in rows] == [
+        (str(release_id("csat", 1)), "olga", None),
+        (str(release_id("csat", 2)), "ana",
+         {"actor": "ana", "role": "admin", "reason": "incident 4711, CEO approved"})]
+
+
+def test_a_failing_conditional_gate_needs_an_acknowledgement_with_a_reason(gated: Gated):
+    gates = [g.model_dump(mode="json") for g in default_thresholds()]
+    for gate in gates:
+        if gate["name"] == "tokens":
+            assert gate["gate_class"] == GateClass.CONDITIONAL
+            gate["threshold"] = 10  # every answer costs more: the Conditional gate fails
+    thresholds = gated.tmp / "thresholds.json"
+    thresholds.write_text(json.dumps(gates))
+    gated.register()
+    outcomes = gated.run_gates("gb-cond", thresholds)
+    assert outcomes["tokens"] == "Failed"
+    assert {n: o for n, o in outcomes.items() if n != "tokens"} == dict.fromkeys(
+        [n for n in outcomes if n != "tokens"], "Passed")
+
+    refused = gated.promote(gated.operator)
+    assert refused.status_code == 409
+    assert "needs acknowledgement: tokens" in refused.json()["error"]["message"]
+    wrong = gated.promote(gated.operator, acknowledgements=[{"gate": "cost", "reason": "ok"}])
+    assert wrong.status_code == 422
+    assert ok(gated.promote(gated.operator, acknowledgements=[
+        {"gate": "tokens", "reason": "longer prompts accepted for Q1"}]))[
+        "aggregate"]["stage"] == "Beta"
+    passed = gated.events("gate_passed")
+    assert [(p["basis"], p["evidence"]["acknowledged"]) for p in passed] == [
+        ("acknowledged", [{"bundle_id": "gb-cond", "gate": "tokens", "actor": "olga",
+                           "reason": "longer prompts accepted for Q1"}])]
+
+    rollout = ok(gated.operator.post("/v1/rollouts", json={
+        "task": "csat", "candidate": 2, "reason": "roll it out"}))["aggregate"]["id"]
+    assert gated.operator.post(f"/v1/rollouts/{rollout}/start",
+                               json={"reason": "go ahead"}).status_code == 409
+    assert ok(gated.operator.post(f"/v1/rollouts/{rollout}/start", json={
+        "reason": "go ahead", "acknowledgements": [{"gate": "tokens", "reason": "as for Beta"}]}))[
+        "aggregate"]["state"] == "Running"
+
+
+def test_a_new_golden_set_version_makes_the_old_bundle_stale(gated: Gated):
+    gated.register()
+    outcomes = gated.run_gates("gb-pass")
+    assert set(outcomes.values()) == {"Passed"}
+    changed = gated.tmp / "changed.jsonl"
+    shutil.copy(GOLDEN_PATH, changed)
+    rows = changed.read_text().splitlines()
+    changed.write_text("\n".join(rows[:-1]) + "\n")
+    assert gated.register(changed, "drop one call")["golden_set"]["version"] == 2
+
+    stale = gated.promote(gated.operator)
+    assert stale.status_code == 409
+    assert "no gate bundle for golden set csat v2" in stale.json()["error"]["message"]
+    shown = gated.cli("show", "--task", "csat", "--release", "2")
+    assert shown.exit_code == 0, shown.output
+    assert "(stale)" in shown.stdout and "refused" in shown.stdout
+    # the InternalTest release cannot become everyone's default around its gates either
+    assert gated.operator.post("/v1/tasks/csat/default", json={
+        "release": 2, "reason": "skip the gates"}).status_code == 409
+
+    # registering v1's content again makes v1 current once more: the bundle counts again
+    assert gated.register(reason="back to the first set")["golden_set"]["version"] == 1
+    assert ok(gated.promote(gated.operator))["aggregate"]["stage"] == "Beta"
+    assert [p["basis"] for p in gated.events("gate_passed")] == ["gates_passed"]
+    report = gated.cli("report", "--task", "csat", "--release", "2")
+    assert report.exit_code == 0, report.output
+    assert "gb-pass" in report.stdout
+
+
+def test_recording_is_for_writers_and_only_for_the_release_that_ran(gated: Gated,
+                                                                     server: Server):
+    auditor = server.client(server.token("aud", "auditor"))
+    rows = [json.loads(line) for line in GOLDEN_PATH.read_text().splitlines()[:5]]
+    body = {"name": "csat", "rows": rows, "reason": "small set"}
+    assert auditor.post("/v1/tasks/csat/golden-sets", json=body).status_code == 403
+    assert ok(auditor.get("/v1/tasks/csat/golden-sets"))["current"] is None
+    first = ok(gated.operator.post("/v1/tasks/csat/golden-sets", json=body))
+    assert first["changed"] is True
+    again = ok(gated.operator.post("/v1/tasks/csat/golden-sets", json=body))
+    assert again["changed"] is False
+    bad = gated.operator.post("/v1/tasks/csat/golden-sets", json={**body, "rows": [{"x": 1}]})
+    assert bad.status_code == 422
+
+    gated.register()
+    gated.run_gates("gb-real")
+    evaluation = gated.events("gate_evaluated")[0]["evidence"]
+    for change, expected in (
+        ({"bundle_id": "gb-real"}, 409),  # already recorded
+        ({"bundle_id": "gb-x", "release_id": "csat@1"}, 422),  # another release's bundle
+        ({"bundle_id": "gb-y", "runner": {**evaluation["runner"], "candidate": {
+            **evaluation["runner"]["candidate"], "prompt_hash": "sha256:" + "0" * 64}}}, 422),
+        ({"bundle_id": "gb-z", "golden_set": {**evaluation["golden_set"], "version": 9}}, 422),
+    ):
+        posted = gated.operator.post("/v1/releases/csat/2/gates", json={
+            "reason": "tampered", "evaluation": {**evaluation, **change}})
+        assert posted.status_code == expected, (change, posted.text)
+    assert auditor.post("/v1/releases/csat/2/gates", json={
+        "reason": "not mine", "evaluation": {**evaluation, "bundle_id": "gb-a"}}
+    ).status_code == 403
+    assert len(gated.events("gate_evaluated")) == 1
