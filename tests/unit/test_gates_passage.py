@@ -1,0 +1,196 @@
+"""Gated steps: what passing InternalTest and starting a rollout record, decided on the task's
+golden set and the release's recorded bundles (pure domain, and the application in memory)."""
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+from relctl.domain.errors import ConflictError, ForbiddenError, ValidationError
+from relctl.domain.gates import (
+    GateEvaluated,
+    PassageBasis,
+    PromotionStep,
+    StepAcknowledgement,
+    gate_passage,
+    passes_internal_test,
+)
+from relctl.domain.release import STAGES
+from relctl.domain.task import Task
+
+from tests.unit.support import ACTOR, REASON, new_app, notification_count, spec
+from tests.unit.test_gates import B, C, F, INC, P, S, evaluated, ref
+
+HASH_2 = "sha256:" + "2" * 64
+
+
+@pytest.mark.parametrize(("current", "target", "gated"), [
+    ("Draft", "InternalTest", False), ("Draft", "Beta", True), ("Draft", "Stable", True),
+    ("InternalTest", "Beta", True), ("InternalTest", "Stable", True), ("Beta", "Stable", True),
+    ("InternalTest", "Deprecated", False), ("Stable", "Deprecated", False),
+    ("Draft", "Nonsense", False),
+])
+def test_which_promotions_are_gated(current: str, target: str, gated: bool) -> None:
+    assert passes_internal_test(current, target, STAGES) is gated
+
+
+def passage(bundles: list[GateEvaluated], role: str = "operator", **kwargs: Any) -> dict:
+    return gate_passage(release_id="rel-1", step=PromotionStep.PASS_INTERNAL_TEST,
+                        golden=ref(), bundles=[b.model_dump(mode="json") for b in bundles],
+                        actor="olga", role=role, **kwargs)
+
+
+def test_passing_gates_record_the_bundle_and_golden_set() -> None:
+    recorded = passage([evaluated({"acc": (B, P), "lat": (S, F)})])
+    assert recorded["basis"] == PassageBasis.GATES_PASSED
+    assert recorded["bundle_id"] == "b1"
+    assert recorded["golden_set"] == ref().model_dump(mode="json")
+    assert len(recorded["signals"]) == 1 and recorded["break_glass"] is None
+
+
+@pytest.mark.parametrize("outcome", [F, INC])
+def test_a_failing_or_inconclusive_block_gate_refuses(outcome: Any) -> None:
+    with pytest.raises(ConflictError, match="blocked by acc"):
+        passage([evaluated({"acc": (B, outcome)})])
+
+
+def test_no_bundle_refuses_and_a_stale_one_does_not_count() -> None:
+    with pytest.raises(ConflictError, match="no gate bundle"):
+        passage([])
+    stale = evaluated({"acc": (B, P)}, golden=ref().model_copy(update={"content_hash": HASH_2}))
+    with pytest.raises(ConflictError, match="no gate bundle"):
+        passage([stale])
+
+
+def test_a_conditional_failure_needs_an_acknowledgement_naming_the_gate() -> None:
+    bundle = evaluated({"acc": (B, P), "cost": (C, F)})
+    with pytest.raises(ConflictError, match="needs acknowledgement: cost"):
+        passage([bundle])
+    with pytest.raises(ValidationError, match="not a failing Conditional gate"):
+        passage([bundle], acknowledgements=[StepAcknowledgement(gate="acc", reason="fine")])
+    recorded = passage([bundle], acknowledgements=[
+        StepAcknowledgement(gate="cost", reason="budget approved")])
+    assert recorded["basis"] == PassageBasis.ACKNOWLEDGED
+    assert recorded["acknowledged"] == [{"bundle_id": "b1", "gate": "cost", "actor": "olga",
+                                         "reason": "budget approved"}]
+
+
+def test_break_glass_is_for_admins_and_lists_what_it_overrode() -> None:
+    bundle = evaluated({"acc": (B, F), "cost": (C, F)})
+    with pytest.raises(ForbiddenError):
+        passage([bundle], break_glass="incident 12")
+    recorded = passage([bundle], role="admin", break_glass="incident 12")
+    assert recorded["basis"] == PassageBasis.BREAK_GLASS
+    assert recorded["break_glass"] == {"actor": "olga", "role": "admin",
+                                       "reason": "incident 12"}
+    assert [line.split(":")[0] for line in recorded["overridden"]] == ["acc", "cost"]
+    # gates that pass need no glass: the passage says they passed
+    assert passage([evaluated({"acc": (B, P)})], role="admin",
+                   break_glass="just in case")["basis"] == PassageBasis.GATES_PASSED
+
+
+def test_an_ungated_task_passes_ungated_but_break_glass_is_still_for_admins() -> None:
+    args: dict[str, Any] = {"release_id": "rel-1", "step": PromotionStep.START_ROLLOUT,
+                            "golden": None, "bundles": [], "actor": "olga"}
+    assert gate_passage(**args, role="operator")["basis"] == PassageBasis.UNGATED
+    with pytest.raises(ForbiddenError):
+        gate_passage(**args, role="operator", break_glass="why not")
+    with pytest.raises(ValidationError, match="ungated"):
+        gate_passage(**args, role="operator",
+                     acknowledgements=[StepAcknowledgement(gate="cost", reason="fine")])
+
+
+def test_golden_set_versions_on_the_task() -> None:
+    task = Task.open("csat", ACTOR, REASON)
+    assert task.current_golden is None
+    first = task.register_golden_set("csat", "sha256:" + "1" * 64, 10, ACTOR, REASON, "operator")
+    assert first is not None and first.version == 1
+    assert task.register_golden_set("csat", "sha256:" + "1" * 64, 10, ACTOR, REASON,
+                                    "operator") is None
+    second = task.register_golden_set("csat", HASH_2, 9, ACTOR, REASON, "admin")
+    assert second is not None and second.version == 2 and task.current_golden == second
+    again = task.register_golden_set("csat", "sha256:" + "1" * 64, 10, ACTOR, REASON, "admin")
+    assert again is not None and again.version == 1
+    events = task.collect_events()
+    assert [type(e).__name__ for e in events] == ["Opened", *["GoldenSetRegistered"] * 3]
+    assert events[-1].role == "admin"
+
+
+# ---- the application, in memory ----------------------------------------------------------
+
+def gated_app(outcomes: dict | None = None) -> Any:
+    """csat v1 Stable (default), v2 InternalTest; a golden set and (optionally) a bundle."""
+    app = new_app()
+    app.create_release("csat", spec(), ACTOR, REASON)
+    app.promote_release("csat", 1, "Stable", ACTOR, REASON)
+    app.set_default_release("csat", 1, ACTOR, REASON)
+    app.create_release("csat", spec(prompt_template="v2"), ACTOR, REASON)
+    app.promote_release("csat", 2, "InternalTest", ACTOR, REASON)
+    golden = ref()
+    app.register_golden_set("csat", golden.name, golden.content_hash, 30, ACTOR, REASON,
+                            "operator")
+    if outcomes is not None:
+        release = app.release("csat", 2)
+        bundle = evaluated(outcomes).model_copy(update={
+            "release_id": "csat@2", "task_id": "csat",
+            "runner": {"candidate": {"prompt_hash": release.prompt_hash,
+                                     "model": release.content["model_version"]}}})
+        app.record_gate_evaluation("csat", 2, bundle, ACTOR, REASON, "operator")
+    return app
+
+
+def test_promotion_of_a_gated_task_records_the_passage_with_the_stage_change() -> None:
+    app = gated_app({"acc": (B, P)})
+    before = notification_count(app)
+    app.promote_release("csat", 2, "Beta", ACTOR, REASON)
+    events = app.history(app.release("csat", 2).id)[-2:]
+    assert [type(e).__name__ for e in events] == ["StageChanged", "GatePassed"]
+    assert events[1].basis == "gates_passed" and events[1].evidence["bundle_id"] == "b1"
+    assert notification_count(app) == before + 2
+
+
+def test_a_refused_promotion_or_start_records_nothing() -> None:
+    app = gated_app({"acc": (B, F)})
+    before = notification_count(app)
+    with pytest.raises(ConflictError, match="may not pass_internal_test"):
+        app.promote_release("csat", 2, "Stable", ACTOR, REASON)
+    rollout = UUID(app.plan_rollout("csat", 2, ACTOR, REASON)["aggregate"]["id"])
+    planned = notification_count(app)
+    assert planned == before + 2
+    with pytest.raises(ConflictError, match="may not start_rollout"):
+        app.start_rollout(rollout, ACTOR, REASON)
+    assert notification_count(app) == planned
+    assert app.rollout(rollout).state == "Planned"
+    with pytest.raises(ForbiddenError):
+        app.start_rollout(rollout, ACTOR, REASON, break_glass="incident 1")
+    app.start_rollout(rollout, "root", REASON, role="admin", break_glass="incident 1")
+    last = app.history(app.release("csat", 2).id)[-1]
+    assert (type(last).__name__, last.basis, last.role) == ("GatePassed", "break_glass", "admin")
+
+
+def test_an_internal_test_release_of_a_gated_task_cannot_become_the_default() -> None:
+    app = gated_app()
+    with pytest.raises(ConflictError, match="is gated"):
+        app.set_default_release("csat", 2, ACTOR, REASON)
+
+
+def test_gate_fields_on_an_ungated_step_are_refused() -> None:
+    app = gated_app()
+    with pytest.raises(ValidationError, match="not a gated step"):
+        app.promote_release("csat", 2, "Deprecated", ACTOR, REASON, break_glass="why")
+
+
+def test_a_bundle_must_be_of_the_release_as_stored_and_a_registered_golden_set() -> None:
+    app = gated_app()
+    release = app.release("csat", 2)
+    good = evaluated({"acc": (B, P)}).model_copy(update={
+        "release_id": "csat@2", "task_id": "csat",
+        "runner": {"candidate": {"prompt_hash": release.prompt_hash,
+                                 "model": release.content["model_version"]}}})
+    for bad in (good.model_copy(update={"runner": {}}),
+                good.model_copy(update={"task_id": "other"}),
+                good.model_copy(update={"golden_set": ref().model_copy(update={"version": 2})})):
+        with pytest.raises(ValidationError):
+            app.record_gate_evaluation("csat", 2, bad, ACTOR, REASON, "operator")
+    app.record_gate_evaluation("csat", 2, good, ACTOR, REASON, "operator")
+    with pytest.raises(ConflictError, match="already recorded"):
+        app.record_gate_evaluation("csat", 2, good, ACTOR, REASON, "operator")
