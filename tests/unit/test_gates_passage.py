@@ -18,7 +18,7 @@ from relctl.domain.release import STAGES
 from relctl.domain.task import Task
 
 from tests.unit.support import ACTOR, REASON, new_app, notification_count, spec
-from tests.unit.test_gates import B, C, F, INC, P, S, evaluated, ref
+from tests.unit.test_gates import INC, B, C, F, P, S, evaluated, ref
 
 HASH_2 = "sha256:" + "2" * 64
 
