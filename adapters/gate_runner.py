@@ -101,6 +101,16 @@ class ReleaseUnderTest(BaseModel):
             output_schema=spec.output_schema, blueprint_version_id=spec.blueprint_version_id)
 
 
+class PreparedCall(BaseModel):
+    """One call ready to send: redacted messages and the trace fields known before sending."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    messages: list[dict[str, str]]
+    base: dict[str, Any]
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500
@@ -137,11 +147,19 @@ def _coerce(value: Any, schema: dict[str, Any], repairs: list[str]) -> Any:
 _VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
 
 
+_BY_OBJECT: dict[int, tuple[dict[str, Any], jsonschema.protocols.Validator]] = {}
+
+
 def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
-    """One compiled validator per distinct schema (a run checks hundreds of answers)."""
+    """One compiled validator per distinct schema (a run checks hundreds of answers); the
+    same schema object is found without re-serialising it for every answer."""
+    known = _BY_OBJECT.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
     key = json.dumps(schema, sort_keys=True)
     if key not in _VALIDATORS:
         _VALIDATORS[key] = jsonschema.Draft202012Validator(schema)
+    _BY_OBJECT[id(schema)] = (schema, _VALIDATORS[key])
     return _VALIDATORS[key]
 
 
@@ -226,6 +244,7 @@ class GateRunner:
         pricing = self._pricing(release.model)
         done = load_checkpoint(checkpoint)
         todo = [call for call in calls if call.call_id not in done]
+        digest = prompt_hash(release.prompt_template)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         semaphore = asyncio.Semaphore(self.config.concurrency)
         client = self._client or AsyncOpenAI(
@@ -237,10 +256,14 @@ class GateRunner:
             with checkpoint.open("a", encoding="utf-8") as sink:
                 async def one(call: GoldenCall) -> None:
                     async with semaphore:
-                        trace = await self._call(client, release, call, pricing)
+                        # Prepared inside the semaphore, so this CPU work overlaps the other
+                        # calls' network waits (measured: preparing all calls up front delays
+                        # the first requests and lowered throughput at concurrency 8).
+                        ready = self.prepare(release, call, digest)
+                        trace = await self._call(client, release, ready, pricing)
                     sink.write(trace.model_dump_json() + "\n")
                     sink.flush()
-                    done[call.call_id] = trace
+                    done[trace.call_id] = trace
                     bar.update(1)
                     if on_trace:
                         on_trace(trace)
@@ -254,19 +277,26 @@ class GateRunner:
                 await client.close()
         return [done[call.call_id] for call in calls]
 
-    async def _call(self, client: AsyncOpenAI, release: ReleaseUnderTest, call: GoldenCall,
-                    pricing: ModelPricing) -> CallTrace:
+    def prepare(self, release: ReleaseUnderTest, call: GoldenCall,
+                digest: str | None = None) -> PreparedCall:
+        """Redact, flag and wrap one call: what is sent, and the trace fields known before."""
         redaction = self.redactor.redact(call.transcript)
-        messages = build_messages(release.prompt_template, redaction.text)
-        base: dict[str, Any] = {
-            "call_id": call.call_id, "arm": release.arm, "release_id": release.release_id,
-            "prompt_version": release.prompt_version,
-            "prompt_hash": prompt_hash(release.prompt_template),
-            "requested_model": release.model, "temperature": release.temperature,
-            "seed": release.seed, "blueprint_version_id": release.blueprint_version_id,
-            "injection_flags": injection_flags(redaction.text),
-            "redactions": redaction.as_counts(),
-        }
+        return PreparedCall(
+            call_id=call.call_id,
+            messages=build_messages(release.prompt_template, redaction.text),
+            base={
+                "call_id": call.call_id, "arm": release.arm, "release_id": release.release_id,
+                "prompt_version": release.prompt_version,
+                "prompt_hash": digest or prompt_hash(release.prompt_template),
+                "requested_model": release.model, "temperature": release.temperature,
+                "seed": release.seed, "blueprint_version_id": release.blueprint_version_id,
+                "injection_flags": injection_flags(redaction.text),
+                "redactions": redaction.as_counts(),
+            })
+
+    async def _call(self, client: AsyncOpenAI, release: ReleaseUnderTest, call: PreparedCall,
+                    pricing: ModelPricing) -> CallTrace:
+        base, messages = call.base, call.messages
         attempts = 0
         started = time.perf_counter()
         try:
@@ -303,13 +333,14 @@ class GateRunner:
         chat = cast(Any, messages)  # the SDK's TypedDict message params; ours are plain dicts
         headers = {CALL_REF_HEADER: call_id}
         if self._structured:
-            schema_format: Any = {"type": "json_schema", "json_schema": {
-                "name": "scorecard", "schema": release.output_schema, "strict": True}}
+            # ``response_format`` goes in ``extra_body``: the same JSON on the wire, without the
+            # SDK's per-call recursive TypedDict transform of the whole schema (about a fifth
+            # of the client's CPU per call at concurrency 8, profiled).
             try:
                 return await client.chat.completions.create(
                     model=release.model, messages=chat, temperature=release.temperature,
-                    seed=release.seed, response_format=schema_format,
-                    extra_headers=headers), True
+                    seed=release.seed, extra_headers=headers,
+                    extra_body={"response_format": structured_format(release)}), True
             except openai.BadRequestError as exc:
                 if "response_format" not in str(exc):
                     raise
@@ -317,6 +348,12 @@ class GateRunner:
         return await client.chat.completions.create(
             model=release.model, messages=chat, temperature=release.temperature,
             seed=release.seed, extra_headers=headers), False
+
+def structured_format(release: ReleaseUnderTest) -> dict[str, Any]:
+    """The ``response_format`` asking for the release's JSON schema (structured output)."""
+    return {"type": "json_schema", "json_schema": {
+        "name": "scorecard", "schema": release.output_schema, "strict": True}}
+
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError):

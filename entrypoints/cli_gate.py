@@ -241,7 +241,7 @@ def run(
         evaluated_by=actor, runner=runner_configuration(config, arms))
     (report.parent / "gate-evaluated.json").write_text(event.model_dump_json(indent=2), "utf-8")
     if client is not None and release is not None:
-        client.call("POST", f"/v1/releases/{task}/{release}/gates",
+        client.call("POST", f"/v1/releases/{task}/{release}/gate-evaluations",
                     {"reason": reason, "evaluation": event.model_dump(mode="json")})
         err_console.print(f"recorded: GateEvaluated {bundle.bundle_id} on {task}@{release}")
     if output == "json":
@@ -268,7 +268,7 @@ def _recorded_inputs(client: Client, task: str, number: int, baseline: int | Non
                      ) -> tuple[GoldenSetRef, list[Any], list[ReleaseUnderTest]]:
     """The task's current golden set (rows checked against the registered hash) and both
     releases as the control plane stores them."""
-    golden = client.call("GET", f"/v1/tasks/{task}/golden-sets")["current"]
+    golden = client.call("GET", f"/v1/tasks/{task}/golden-sets/current")["current"]
     if golden is None:
         raise NotFoundError(f"task {task} has no golden set: register one with "
                             f"`relctl gate golden register FILE --task {task} ...`")

@@ -45,7 +45,7 @@ def gates_router(runtime: Runtime, auth: Authenticator,
             task, body.name, digest, len(body.rows), who.actor, body.reason, who.role),
             on_change)
 
-    @router.get("/v1/tasks/{task}/golden-sets", responses=READ_ERRORS)
+    @router.get("/v1/tasks/{task}/golden-sets/current", responses=READ_ERRORS)
     def golden_sets(task: TaskKey, _: Principal = reader) -> dict[str, Any]:
         """The task's current golden set (None: ungated) and every registered version."""
         index = app.task(task)
@@ -65,7 +65,7 @@ def gates_router(runtime: Runtime, auth: Authenticator,
             raise errors.NotFoundError(f"task {task} has no such golden set registered")
         return {"content_hash": digest, "jsonl": store.read_text(digest)}
 
-    @router.post("/v1/releases/{task}/{number}/gates", response_model=Outcome,
+    @router.post("/v1/releases/{task}/{number}/gate-evaluations", response_model=Outcome,
                  responses=COMMAND_ERRORS)
     def record_gate_evaluation(task: TaskKey, number: Number, body: RecordGateEvaluation,
                                who: Principal = writer) -> Any:

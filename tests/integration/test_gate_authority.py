@@ -254,7 +254,7 @@ def test_recording_is_for_writers_and_only_for_the_release_that_ran(gated: Gated
     rows = [json.loads(line) for line in GOLDEN_PATH.read_text().splitlines()[:5]]
     body = {"name": "csat", "rows": rows, "reason": "small set"}
     assert auditor.post("/v1/tasks/csat/golden-sets", json=body).status_code == 403
-    assert ok(auditor.get("/v1/tasks/csat/golden-sets"))["current"] is None
+    assert ok(auditor.get("/v1/tasks/csat/golden-sets/current"))["current"] is None
     first = ok(gated.operator.post("/v1/tasks/csat/golden-sets", json=body))
     assert first["changed"] is True
     again = ok(gated.operator.post("/v1/tasks/csat/golden-sets", json=body))
@@ -272,10 +272,10 @@ def test_recording_is_for_writers_and_only_for_the_release_that_ran(gated: Gated
             **evaluation["runner"]["candidate"], "prompt_hash": "sha256:" + "0" * 64}}}, 422),
         ({"bundle_id": "gb-z", "golden_set": {**evaluation["golden_set"], "version": 9}}, 422),
     ):
-        posted = gated.operator.post("/v1/releases/csat/2/gates", json={
+        posted = gated.operator.post("/v1/releases/csat/2/gate-evaluations", json={
             "reason": "tampered", "evaluation": {**evaluation, **change}})
         assert posted.status_code == expected, (change, posted.text)
-    assert auditor.post("/v1/releases/csat/2/gates", json={
+    assert auditor.post("/v1/releases/csat/2/gate-evaluations", json={
         "reason": "not mine", "evaluation": {**evaluation, "bundle_id": "gb-a"}}
     ).status_code == 403
     assert len(gated.events("gate_evaluated")) == 1
