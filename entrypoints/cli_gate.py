@@ -229,7 +229,9 @@ def run(
     runs = settings.data_dir / "gates" / "runs" / f"{arms[0].release_id}-vs-" \
         f"{arms[1].release_id}-{ref.content_hash.removeprefix('sha256:')[:12]}"
     runner = GateRunner(config)
-    traces = [asyncio.run(runner.run(arm, calls, runs / f"{arm.arm}.jsonl", progress=progress))
+    redacted = runner.redact_all(calls)  # once for both arms, before anything is sent
+    traces = [asyncio.run(runner.run(arm, calls, runs / f"{arm.arm}.jsonl", progress=progress,
+                                     redacted=redacted))
               for arm in arms]
     bundle = build_bundle(
         bundle_id=bundle_id or f"gb-{uuid.uuid4().hex[:12]}", task_id=task, golden_set=ref,
