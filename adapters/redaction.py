@@ -5,13 +5,19 @@ in free text; cards are digit runs that pass the Luhn check; e-mails, account nu
 "account ... <digits>"), street addresses and person names are pattern recognisers. presidio-
 analyzer's default engine needs a spaCy model that cannot be downloaded here, so it is not used.
 Names are found by context ("my name is", "this is", titles, "speaking with", agent/customer
-introductions); a bare name in any other context is a known gap, reported in the README.
+introductions), and without context by a shipped list (``known_names.txt.gz``, built by
+``scripts/make_known_names.py`` from the public-domain US Census 1990 first and last names): a
+capitalised word on the list is a name ("Okafor called yesterday"), unless it is also a common
+English word (Will, May, Smith), which counts only next to an unambiguous name.
 """
 
+import gzip
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
+from pathlib import Path
 
 import phonenumbers
 
@@ -48,6 +54,8 @@ NOT_NAMES = frozenset({
     "Calling", "Sorry", "Happy", "Here", "Not", "Just", "Really", "Very", "So", "Afraid", "Going",
     "Glad", "Sure", "Still", "Trying", "Looking", "Hoping", "The", "A", "An", "It", "That",
 })
+KNOWN_NAMES_PATH = Path(__file__).with_name("known_names.txt.gz")
+CAPITALISED_RUN_RE = re.compile(rf"\b{NAME_WORD}(?:[ \t]+{NAME_WORD}){{0,3}}\b")
 PHONE_REGIONS = ("US", "GB", "DE")
 PHONE_CANDIDATE_RE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d[\d\s.-]{4,16}\d(?![\w-])")
@@ -74,8 +82,23 @@ class Redaction:
         return {str(kind): n for kind, n in sorted(self.counts.items())}
 
 
+@cache
+def known_names() -> dict[str, bool]:
+    """Name -> unambiguous (False: also a common English word). Loaded once per process."""
+    names: dict[str, bool] = {}
+    for line in gzip.decompress(KNOWN_NAMES_PATH.read_bytes()).decode().splitlines():
+        name, _, kind = line.partition("\t")
+        names[name] = kind == "k"
+    return names
+
+
 class Redactor:
-    """Replaces each PII span with ``[KIND]``; returns the text and how much was replaced."""
+    """Replaces each PII span with ``[KIND]``; returns the text and how much was replaced.
+
+    ``bare_names``: also redact names that stand without context, from the shipped list."""
+
+    def __init__(self, bare_names: bool = True) -> None:
+        self.names = known_names() if bare_names else None
 
     def redact(self, text: str) -> Redaction:
         result = Redaction(text)
@@ -86,6 +109,8 @@ class Redactor:
         self._sub(result, ADDRESS_RE, PiiKind.ADDRESS)
         self._phones(result)
         self._names(result)
+        if self.names is not None:
+            self._bare_names(result, self.names)
         return result
 
     @staticmethod
@@ -149,3 +174,26 @@ class Redactor:
             return whole[: start - offset] + f"[{PiiKind.NAME}]" + whole[end - offset:]
 
         result.text = NAME_RE.sub(replace, result.text)
+
+    @staticmethod
+    def _bare_names(result: Redaction, names: dict[str, bool]) -> None:
+        """Runs of capitalised words: each word on the name list is a name if unambiguous, or
+        if it is next to one (Hannah Walsh); adjacent name words become one ``[NAME]``."""
+        def replace(match: re.Match[str]) -> str:
+            words = match.group(0).split()
+            known = [names.get(word) for word in words]
+            if True not in known:
+                return match.group(0)
+            hit = [k is True or (k is False and (
+                (i > 0 and known[i - 1] is True) or (i + 1 < len(words) and known[i + 1] is True)))
+                for i, k in enumerate(known)]
+            out: list[str] = []
+            for word, is_name in zip(words, hit, strict=True):
+                if not is_name:
+                    out.append(word)
+                elif not out or out[-1] != f"[{PiiKind.NAME}]":
+                    result.counts[PiiKind.NAME] += 1
+                    out.append(f"[{PiiKind.NAME}]")
+            return " ".join(out)
+
+        result.text = CAPITALISED_RUN_RE.sub(replace, result.text)
