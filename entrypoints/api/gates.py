@@ -40,6 +40,11 @@ def gates_router(runtime: Runtime, auth: Authenticator,
         """Register a golden set content as the task's current version (gates bind the task
         from now on); the same content again records nothing."""
         app.task(task)
+        seen: set[str] = set()
+        for number, row in enumerate(body.rows):
+            if row.call_id in seen:
+                raise errors.ValidationError(f"rows[{number}]: duplicate call_id {row.call_id!r}")
+            seen.add(row.call_id)
         digest = store.put(list(body.rows))
         return run("register_golden_set", lambda: app.register_golden_set(
             task, body.name, digest, len(body.rows), who.actor, body.reason, who.role),

@@ -261,6 +261,10 @@ def test_recording_is_for_writers_and_only_for_the_release_that_ran(gated: Gated
     assert again["changed"] is False
     bad = gated.operator.post("/v1/tasks/csat/golden-sets", json={**body, "rows": [{"x": 1}]})
     assert bad.status_code == 422
+    twice = gated.operator.post("/v1/tasks/csat/golden-sets",
+                                json={**body, "rows": [rows[0], rows[0]]})
+    assert twice.status_code == 422
+    assert "duplicate call_id" in twice.json()["error"]["message"]
 
     gated.register()
     gated.run_gates("gb-real")
