@@ -19,11 +19,16 @@ from relctl.domain.changes import breaking_changes, next_task_key
 from relctl.domain.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
 from relctl.domain.gates import (
     GateEvaluated,
+    GateThreshold,
     PassageBasis,
     PromotionStep,
     StepAcknowledgement,
+    check_thresholds,
+    default_thresholds,
     gate_passage,
     passes_internal_test,
+    policy_gates,
+    uses_policy,
 )
 from relctl.domain.ids import blueprint_id, release_id, task_id, tenant_id
 from relctl.domain.release import STAGES, Release, ReleaseSpec
@@ -418,18 +423,23 @@ class ControlPlane(Application[UUID]):
         return gate_passage(
             release_id=release.display_id, step=step, golden=index.current_golden,
             bundles=release.gate_bundles, actor=actor, role=role,
-            acknowledgements=acknowledgements, break_glass=break_glass)
+            acknowledgements=acknowledgements, break_glass=break_glass,
+            policy=index.gate_thresholds or None)
 
     def register_golden_set(self, task: str, name: str, content_hash: str, rows: int,
-                            actor: str, reason: str, role: str) -> Outcome:
-        """Make a stored golden-set content the task's current version (its gate policy).
-        The content itself is stored by the caller (content-addressed, never mutated)."""
+                            actor: str, reason: str, role: str,
+                            thresholds: Sequence[GateThreshold] | None = None) -> Outcome:
+        """Make a stored golden-set content the task's current version, with the gates its
+        bundles must use (default: the issue's gates): the task's gate policy. The content
+        itself is stored by the caller (content-addressed, never mutated)."""
+        gates = list(thresholds) if thresholds is not None else default_thresholds()
+        check_thresholds(gates)
         index = self.task(task)
         ref = index.register_golden_set(name, content_hash, rows, actor=actor, reason=reason,
-                                        role=role)
+                                        role=role, thresholds=policy_gates(gates))
         if ref is None:
-            return _outcome(index, False, f"{name} {content_hash[:19]} is already the current "
-                                          "golden set; nothing recorded")
+            return _outcome(index, False, f"{name} {content_hash[:19]} with these gates is "
+                                          "already the current policy; nothing recorded")
         self._save(index)
         return _outcome(index)
 
@@ -448,6 +458,11 @@ class ControlPlane(Application[UUID]):
             raise ValidationError(
                 f"golden set {ref.name} v{ref.version} ({ref.content_hash[:19]}) is not "
                 f"registered for task {task}; register it first")
+        if not uses_policy(evaluation, index.gate_thresholds):
+            raise ValidationError(
+                f"the bundle was decided with other gates than task {task}'s gate policy "
+                "(registered with its golden set); run the gates with the policy "
+                "(relctl gate run --release reads it from the API)")
         arm = evaluation.runner.get("candidate", {}) if evaluation.runner else {}
         if arm.get("prompt_hash") != release.prompt_hash or \
                 arm.get("model") != release.content.get("model_version"):

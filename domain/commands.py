@@ -20,7 +20,7 @@ from pydantic import (
 )
 from relctl.domain.base import MAX_NAME_LENGTH, JsonObject, Key, Name, Reason, _name_ok
 from relctl.domain.blueprint import Stages
-from relctl.domain.gates import GateEvaluated, StepAcknowledgement
+from relctl.domain.gates import GateEvaluated, GateThreshold, StepAcknowledgement
 from relctl.domain.golden import MAX_GOLDEN_ROWS, GoldenCall
 from relctl.domain.golden import Name as GoldenName
 from relctl.domain.guards import GuardRule
@@ -224,6 +224,10 @@ class RegisterGoldenSet(Body):
 
     name: GoldenName
     rows: list[GoldenCall] = Field(min_length=1, max_length=MAX_GOLDEN_ROWS)
+    thresholds: list[GateThreshold] | None = Field(
+        None, min_length=1, max_length=100,
+        description="the gates bundles on this golden set must be decided with (the task's "
+                    "gate policy); default: the standard gates")
 
 
 class RecordGateEvaluation(Body):

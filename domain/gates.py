@@ -748,6 +748,19 @@ def passes_internal_test(from_stage: str, to_stage: str, stages: Sequence[str]) 
     return stages.index(to_stage) > stages.index(GATED_FROM_STAGE)
 
 
+def policy_gates(thresholds: Sequence[Mapping[str, Any]] | Sequence[GateThreshold],
+                 ) -> list[dict[str, Any]]:
+    """Gates as JSON, sorted by name: the form a task's gate policy is stored and compared in."""
+    gates = [GateThreshold.model_validate(t) if not isinstance(t, GateThreshold) else t
+             for t in thresholds]
+    return [g.model_dump(mode="json") for g in sorted(gates, key=lambda g: g.name)]
+
+
+def uses_policy(bundle: GateEvaluated, policy: Sequence[Mapping[str, Any]]) -> bool:
+    """Was ``bundle`` decided with exactly the gates of ``policy``?"""
+    return policy_gates([r.gate for r in bundle.results]) == policy_gates(policy)
+
+
 class StepAcknowledgement(BaseModel):
     """On a promote / rollout-start command: accept one failing Conditional gate, and why."""
 
@@ -761,6 +774,7 @@ def gate_passage(
     *, release_id: str, step: PromotionStep, golden: GoldenSetRef | None,
     bundles: Sequence[Mapping[str, Any]], actor: str, role: str,
     acknowledgements: Sequence[StepAcknowledgement] = (), break_glass: str | None = None,
+    policy: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Decide a gated step and return what ``Release.GatePassed`` records; raise if refused.
 
@@ -781,6 +795,10 @@ def gate_passage(
                                   "there is no gate to acknowledge")
         return {**base, "basis": PassageBasis.UNGATED.value}
     events = [GateEvaluated.model_validate(b) for b in bundles]
+    if policy is not None:
+        # A bundle decided with other gates than the task's policy is stale, like one on an
+        # older golden set: it is left out (and the decision says no bundle is current).
+        events = [e for e in events if uses_policy(e, policy)]
     current = [e for e in events if e.release_id == release_id
                and e.golden_set.content_hash == golden.content_hash]
     deciding = max(current, key=lambda e: e.evaluated_at, default=None)

@@ -117,38 +117,50 @@ class Task(ControlAggregate):
         golden = getattr(self, "golden_set", None)
         return GoldenSetRef.model_validate(golden) if golden else None
 
-    def register_golden_set(self, name: str, content_hash: str, rows: int, actor: str,
-                            reason: str, role: str) -> GoldenSetRef | None:
-        """Make ``content_hash`` the current version of golden set ``name`` for this task.
+    @property
+    def gate_thresholds(self) -> list[dict[str, Any]]:
+        """The gates every bundle on the current golden set must have been decided with."""
+        return list(getattr(self, "_gate_thresholds", []))
 
-        The same content is the same version (registering the current one again records
-        nothing and returns None); new content is the next version; an earlier content again
-        is that earlier version, made current once more. Registering binds the task's releases
-        to the gates from then on.
+    def register_golden_set(self, name: str, content_hash: str, rows: int, actor: str,
+                            reason: str, role: str,
+                            thresholds: list[dict[str, Any]]) -> GoldenSetRef | None:
+        """Make ``content_hash`` the current version of golden set ``name`` for this task, with
+        the gates (``thresholds``, GateThreshold as JSON) its bundles must use: the task's gate
+        policy.
+
+        The same content is the same version (registering the current one again with the same
+        gates records nothing and returns None); new content is the next version; an earlier
+        content again is that earlier version, made current once more. Registering binds the
+        task's releases to the gates from then on.
         """
         check_attribution(actor, reason)
         versions = getattr(self, "golden_versions", {}).get(name, [])
         version = versions.index(content_hash) + 1 if content_hash in versions \
             else len(versions) + 1
         ref = GoldenSetRef(name=name, version=version, content_hash=content_hash)
-        if self.current_golden == ref:
+        if self.current_golden == ref and self.gate_thresholds == thresholds:
             return None
         if rows < 1:
             raise ConflictError("a golden set needs at least one row")
+        if not thresholds:
+            raise ConflictError("a gate policy needs at least one gate")
         self._golden_set_registered(name=ref.name, version=ref.version,
-                                    content_hash=ref.content_hash, rows=rows, actor=actor,
-                                    reason=reason, role=role)
+                                    content_hash=ref.content_hash, rows=rows,
+                                    thresholds=thresholds, actor=actor, reason=reason, role=role)
         return ref
 
     @event("GoldenSetRegistered")
     def _golden_set_registered(self, name: str, version: int, content_hash: str, rows: int,
-                               actor: str, reason: str, role: str) -> None:
+                               thresholds: list[dict[str, Any]], actor: str, reason: str,
+                               role: str) -> None:
         if not hasattr(self, "golden_versions"):
             self.golden_versions = {}
         versions = self.golden_versions.setdefault(name, [])
         if content_hash not in versions:
             versions.append(content_hash)
         self.golden_set = {"name": name, "version": version, "content_hash": content_hash}
+        self._gate_thresholds = list(thresholds)
 
     def summary(self) -> dict[str, Any]:
         return {

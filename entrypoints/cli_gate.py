@@ -111,6 +111,9 @@ def golden_register(
     task: Annotated[str | None, typer.Option(
         "--task", help="register for TASK through the API: the task is gated from then on")]
         = None,
+    thresholds: Annotated[Path | None, typer.Option(
+        "--thresholds", help="with --task: JSON list of gates bundles must use (default: the "
+                             "standard gates)")] = None,
 ) -> None:
     """Register a JSON Lines golden set; same content is the same version, new content the next.
 
@@ -122,8 +125,10 @@ def golden_register(
         _print_json(event.model_dump(mode="json"))
         return
     rows = [call.model_dump(mode="json") for call in parse_golden_lines(text.splitlines())]
-    result = Client().call("POST", f"/v1/tasks/{task}/golden-sets",
-                           {"name": name, "rows": rows, "reason": reason})
+    body: dict[str, Any] = {"name": name, "rows": rows, "reason": reason}
+    if thresholds is not None:
+        body["thresholds"] = [g.model_dump(mode="json") for g in _thresholds(thresholds)]
+    result = Client().call("POST", f"/v1/tasks/{task}/golden-sets", body)
     _print_json({"golden_set": result["aggregate"]["golden_set"], "rows": len(rows),
                  "changed": result["changed"], "note": result.get("note")})
 
@@ -210,8 +215,13 @@ def run(
     settings = _settings()
     client: Client | None = None
     if release is not None:
+        if thresholds is not None:
+            raise ValidationError(
+                "a recorded run uses the task's gate policy (registered with its golden set: "
+                "relctl gate golden register --task ... --thresholds FILE); drop --thresholds")
         client = Client()
-        ref, calls, arms = _recorded_inputs(client, task, release, baseline_release)
+        ref, calls, arms, policy = _recorded_inputs(client, task, release, baseline_release)
+        gates = [GateThreshold.model_validate(g) for g in policy]
     else:
         if not (golden and candidate and candidate_id and baseline and baseline_id):
             raise ValidationError(
@@ -222,7 +232,7 @@ def run(
         calls = store.load(ref)
         arms = [_release(candidate, candidate_id, Arm.CANDIDATE),
                 _release(baseline, baseline_id, Arm.BASELINE)]
-    gates = _thresholds(thresholds)
+        gates = _thresholds(thresholds)
     config = EndpointConfig.from_file(endpoint) if endpoint else EndpointConfig.from_env()
     if concurrency:
         config = config.model_copy(update={"concurrency": concurrency})
@@ -267,10 +277,12 @@ def runner_configuration(config: EndpointConfig, arms: list[ReleaseUnderTest]) -
 
 
 def _recorded_inputs(client: Client, task: str, number: int, baseline: int | None,
-                     ) -> tuple[GoldenSetRef, list[Any], list[ReleaseUnderTest]]:
-    """The task's current golden set (rows checked against the registered hash) and both
-    releases as the control plane stores them."""
-    golden = client.call("GET", f"/v1/tasks/{task}/golden-sets/current")["current"]
+                     ) -> tuple[GoldenSetRef, list[Any], list[ReleaseUnderTest],
+                                list[dict[str, Any]]]:
+    """The task's current golden set (rows checked against the registered hash), both
+    releases as the control plane stores them, and the task's gates."""
+    policy = client.call("GET", f"/v1/tasks/{task}/golden-sets/current")
+    golden = policy["current"]
     if golden is None:
         raise NotFoundError(f"task {task} has no golden set: register one with "
                             f"`relctl gate golden register FILE --task {task} ...`")
@@ -289,7 +301,7 @@ def _recorded_inputs(client: Client, task: str, number: int, baseline: int | Non
         content = client.call("GET", f"/v1/releases/{task}/{n}")["content"]
         spec = ReleaseSpec.model_construct(**content)
         arms.append(ReleaseUnderTest.from_spec(f"{task}@{n}", arm, spec))
-    return ref, parse_golden_lines(lines), arms
+    return ref, parse_golden_lines(lines), arms, list(policy["thresholds"])
 
 
 AckOption = Annotated[list[str] | None, typer.Option(

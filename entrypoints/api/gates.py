@@ -15,7 +15,7 @@ from relctl.adapters.golden_store import GoldenStore
 from relctl.adapters.postgres import Principal
 from relctl.domain import errors
 from relctl.domain.commands import RecordGateEvaluation, RegisterGoldenSet
-from relctl.domain.gates import GateEvaluated, PromotionStep, decide_gate_passage
+from relctl.domain.gates import GateEvaluated, PromotionStep, decide_gate_passage, uses_policy
 from relctl.domain.ids import release_id
 from relctl.entrypoints.api.auth import READERS, WRITERS, Authenticator
 from relctl.entrypoints.api.common import COMMAND_ERRORS, READ_ERRORS, Outcome, run
@@ -47,14 +47,16 @@ def gates_router(runtime: Runtime, auth: Authenticator,
             seen.add(row.call_id)
         digest = store.put(list(body.rows))
         return run("register_golden_set", lambda: app.register_golden_set(
-            task, body.name, digest, len(body.rows), who.actor, body.reason, who.role),
-            on_change)
+            task, body.name, digest, len(body.rows), who.actor, body.reason, who.role,
+            body.thresholds), on_change)
 
     @router.get("/v1/tasks/{task}/golden-sets/current", responses=READ_ERRORS)
     def golden_sets(task: TaskKey, _: Principal = reader) -> dict[str, Any]:
-        """The task's current golden set (None: ungated) and every registered version."""
+        """The task's current golden set (None: ungated), its gates (the policy bundles must
+        use) and every registered version."""
         index = app.task(task)
         return {"task": task, "current": index.summary()["golden_set"],
+                "thresholds": index.gate_thresholds,
                 "versions": getattr(index, "golden_versions", {})}
 
     @router.get("/v1/tasks/{task}/golden-sets/rows", responses=READ_ERRORS)
@@ -88,9 +90,11 @@ def gates_router(runtime: Runtime, auth: Authenticator,
                    if type(event).__name__ == GATE_EVALUATED]
         decision = None
         if current is not None:
+            policy = app.task(task).gate_thresholds
             decision = decide_gate_passage(
                 release_id=release.display_id, step=PromotionStep.PASS_INTERNAL_TEST,
-                bundles=[GateEvaluated.model_validate(b) for b in bundles],
+                bundles=[e for e in (GateEvaluated.model_validate(b) for b in bundles)
+                         if uses_policy(e, policy)],
                 current_golden=current).model_dump(mode="json")
         return {"release": release.display_id, "stage": release.stage,
                 "golden_set": current.model_dump(mode="json") if current else None,

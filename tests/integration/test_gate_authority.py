@@ -64,18 +64,18 @@ class Gated:
     def cli(self, *args: str) -> Any:
         return CliRunner().invoke(gate_app, list(args))
 
-    def register(self, path: Path = GOLDEN_PATH, reason: str = "first labelled set") -> Any:
+    def register(self, path: Path = GOLDEN_PATH, reason: str = "first labelled set",
+                 thresholds: Path | None = None) -> Any:
+        extra = ["--thresholds", str(thresholds)] if thresholds else []
         result = self.cli("golden", "register", str(path), "--name", "csat", "--task", "csat",
-                          "--reason", reason)
+                          "--reason", reason, *extra)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
-    def run_gates(self, bundle_id: str, thresholds: Path | None = None) -> dict[str, str]:
+    def run_gates(self, bundle_id: str) -> dict[str, str]:
         args = ["run", "--task", "csat", "--release", "2", "--endpoint", str(self.endpoint),
                 "--bundle-id", bundle_id, "--reason", "gate the candidate", "--no-progress",
                 "-o", "json"]
-        if thresholds is not None:
-            args += ["--thresholds", str(thresholds)]
         result = self.cli(*args)
         assert result.exit_code == 0, result.output
         return {r["gate"]["name"]: r["outcome"] for r in json.loads(result.stdout)["results"]}
@@ -191,8 +191,9 @@ def test_a_failing_conditional_gate_needs_an_acknowledgement_with_a_reason(gated
             gate["threshold"] = 10  # every answer costs more: the Conditional gate fails
     thresholds = gated.tmp / "thresholds.json"
     thresholds.write_text(json.dumps(gates))
-    gated.register()
-    outcomes = gated.run_gates("gb-cond", thresholds)
+    # the gates are the task's policy, registered with the golden set
+    gated.register(thresholds=thresholds)
+    outcomes = gated.run_gates("gb-cond")
     assert outcomes["tokens"] == "Failed"
     assert {n: o for n, o in outcomes.items() if n != "tokens"} == dict.fromkeys(
         [n for n in outcomes if n != "tokens"], "Passed")
@@ -246,6 +247,32 @@ def test_a_new_golden_set_version_makes_the_old_bundle_stale(gated: Gated):
     report = gated.cli("report", "--task", "csat", "--release", "2")
     assert report.exit_code == 0, report.output
     assert "gb-pass" in report.stdout
+
+
+def test_the_gates_are_the_tasks_policy_and_a_new_policy_makes_old_bundles_stale(
+        gated: Gated):
+    gated.register()
+    assert set(gated.run_gates("gb-std").values()) == {"Passed"}
+    # a run cannot bring its own, looser gates
+    loose = gated.tmp / "loose.json"
+    loose.write_text(json.dumps([{"name": "score-delta", "metric": "abs_score_delta_human",
+                                  "comparator": "<=", "threshold": 100,
+                                  "gate_class": "Block"}]))
+    own = gated.cli("run", "--task", "csat", "--release", "2", "--endpoint",
+                    str(gated.endpoint), "--thresholds", str(loose), "--no-progress")
+    assert own.exit_code == 3
+    evaluation = gated.events("gate_evaluated")[0]["evidence"]
+    results = [r for r in evaluation["results"] if r["gate"]["name"] != "tokens"]
+    dropped = gated.operator.post("/v1/releases/csat/2/gate-evaluations", json={
+        "reason": "without the tokens gate", "evaluation": {
+            **evaluation, "bundle_id": "gb-fewer", "results": results}})
+    assert dropped.status_code == 422
+    assert "gate policy" in dropped.json()["error"]["message"]
+    # the same content with other gates is a new policy: the old bundle no longer counts
+    gated.register(thresholds=loose, reason="only the score gate")
+    stale = gated.promote(gated.operator)
+    assert stale.status_code == 409
+    assert "no gate bundle" in stale.json()["error"]["message"]
 
 
 def test_recording_is_for_writers_and_only_for_the_release_that_ran(gated: Gated,

@@ -11,8 +11,10 @@ from relctl.domain.gates import (
     PassageBasis,
     PromotionStep,
     StepAcknowledgement,
+    default_thresholds,
     gate_passage,
     passes_internal_test,
+    policy_gates,
 )
 from relctl.domain.release import STAGES
 from relctl.domain.task import Task
@@ -102,16 +104,23 @@ def test_an_ungated_task_passes_ungated_but_break_glass_is_still_for_admins() ->
 def test_golden_set_versions_on_the_task() -> None:
     task = Task.open("csat", ACTOR, REASON)
     assert task.current_golden is None
-    first = task.register_golden_set("csat", "sha256:" + "1" * 64, 10, ACTOR, REASON, "operator")
+    gates = policy_gates(default_thresholds())
+    first = task.register_golden_set("csat", "sha256:" + "1" * 64, 10, ACTOR, REASON, "operator",
+                                     gates)
     assert first is not None and first.version == 1
     assert task.register_golden_set("csat", "sha256:" + "1" * 64, 10, ACTOR, REASON,
-                                    "operator") is None
-    second = task.register_golden_set("csat", HASH_2, 9, ACTOR, REASON, "admin")
+                                    "operator", gates) is None
+    second = task.register_golden_set("csat", HASH_2, 9, ACTOR, REASON, "admin", gates)
     assert second is not None and second.version == 2 and task.current_golden == second
-    again = task.register_golden_set("csat", "sha256:" + "1" * 64, 10, ACTOR, REASON, "admin")
+    again = task.register_golden_set("csat", "sha256:" + "1" * 64, 10, ACTOR, REASON, "admin",
+                                     gates)
     assert again is not None and again.version == 1
+    # the same content with other gates is a new policy, recorded again (same version)
+    fewer = task.register_golden_set("csat", "sha256:" + "1" * 64, 10, ACTOR, REASON, "admin",
+                                     gates[:3])
+    assert fewer is not None and fewer.version == 1 and task.gate_thresholds == gates[:3]
     events = task.collect_events()
-    assert [type(e).__name__ for e in events] == ["Opened", *["GoldenSetRegistered"] * 3]
+    assert [type(e).__name__ for e in events] == ["Opened", *["GoldenSetRegistered"] * 4]
     assert events[-1].role == "admin"
 
 
@@ -126,8 +135,9 @@ def gated_app(outcomes: dict | None = None) -> Any:
     app.create_release("csat", spec(prompt_template="v2"), ACTOR, REASON)
     app.promote_release("csat", 2, "InternalTest", ACTOR, REASON)
     golden = ref()
+    policy = [r.gate for r in evaluated(outcomes or {"acc": (B, P)}).results]
     app.register_golden_set("csat", golden.name, golden.content_hash, 30, ACTOR, REASON,
-                            "operator")
+                            "operator", policy)
     if outcomes is not None:
         release = app.release("csat", 2)
         bundle = evaluated(outcomes).model_copy(update={
@@ -194,3 +204,12 @@ def test_a_bundle_must_be_of_the_release_as_stored_and_a_registered_golden_set()
     app.record_gate_evaluation("csat", 2, good, ACTOR, REASON, "operator")
     with pytest.raises(ConflictError, match="already recorded"):
         app.record_gate_evaluation("csat", 2, good, ACTOR, REASON, "operator")
+
+
+def test_a_bundle_decided_with_other_gates_than_the_policy_does_not_count() -> None:
+    bundle = evaluated({"acc": (B, P)})
+    policy = policy_gates([r.gate for r in bundle.results])
+    assert passage([bundle], policy=policy)["basis"] == PassageBasis.GATES_PASSED
+    other = policy_gates([r.gate for r in evaluated({"acc": (B, P), "cost": (C, P)}).results])
+    with pytest.raises(ConflictError, match="no gate bundle"):
+        passage([bundle], policy=other)
