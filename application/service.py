@@ -6,7 +6,9 @@ either records the whole decision or none of it. Optimistic concurrency (the sto
 (aggregate, version) key) turns a lost race into a ConflictError, never a silent overwrite.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -24,6 +26,35 @@ from relctl.domain.task import Task
 from relctl.domain.tenant import DEFAULT_PIN_DAYS, Tenant
 
 A = TypeVar("A", bound=ControlAggregate)
+
+# The role the authenticated caller acts in (admin, operator, ... or the guard's service role).
+# Set at the edge that authenticated the caller (the API's role check, the command consumer);
+# ``ControlPlane._save`` stamps it on every event of the decision, beside the actor.
+ACTING_ROLE: ContextVar[str | None] = ContextVar("relctl_acting_role", default=None)
+
+
+@contextmanager
+def acting_as(role: str | None) -> Iterator[None]:
+    """Record ``role`` in the events of every command issued inside this block."""
+    token = ACTING_ROLE.set(role)
+    try:
+        yield
+    finally:
+        ACTING_ROLE.reset(token)
+
+
+def stamp_role(aggregates: Sequence[ControlAggregate], role: str | None) -> None:
+    """Write ``role`` into the aggregates' pending events (stored with them, like the actor).
+
+    An extra attribute of an eventsourcing event is stored with its state and ignored when the
+    event is applied (the library passes a method only the parameters it declares), so events
+    recorded before roles existed and events with a role read back alike."""
+    if role is None:
+        return
+    for aggregate in aggregates:
+        for pending in aggregate.pending_events:
+            if getattr(pending, "role", None) is None:
+                object.__setattr__(pending, "role", role)
 
 
 class Outcome(dict[str, Any]):
@@ -59,6 +90,7 @@ class ControlPlane(Application[UUID]):
     def _save(self, *aggregates: ControlAggregate) -> None:
         """Save atomically. Pass aggregates in the order their events were triggered, so the
         notification log's order agrees with the events' timestamps (time-travel relies on it)."""
+        stamp_role(aggregates, ACTING_ROLE.get())
         try:
             self.save(*aggregates)
         except IntegrityError:
