@@ -21,6 +21,8 @@ from relctl.domain.changes import breaking_changes, next_task_key
 from relctl.domain.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
 from relctl.domain.ids import blueprint_id, release_id, task_id, tenant_id
 from relctl.domain.release import Release, ReleaseSpec
+from relctl.domain.reset import ResetPlan, plan_reset
+from relctl.domain.resolution import ControlView
 from relctl.domain.rollout import Rollout
 from relctl.domain.task import Task
 from relctl.domain.tenant import DEFAULT_PIN_DAYS, Tenant
@@ -315,6 +317,25 @@ class ControlPlane(Application[UUID]):
         tenant.reset_to_defaults(task, actor=actor, reason=reason)
         self._save(tenant)
         return _outcome(tenant)
+
+    def reset_plan(self, key: str, task: str | None, at: datetime | None = None) -> ResetPlan:
+        """What ``reset_tenant(key, task)`` would clear, and the tenant's answers before and
+        after it (a dry run: nothing is recorded)."""
+        tenant = self.tenant(key)
+        view = ControlView()
+        view.aggregates[tenant.id] = tenant
+        for name in [task] if task else sorted(set(tenant.overrides) | set(tenant.pins)):
+            try:
+                index = self.task(name)
+            except NotFoundError:
+                continue
+            view.aggregates[index.id] = index
+            for number in index.releases:
+                release = self.release(name, number)
+                view.aggregates[release.id] = release
+            if index.active_rollout is not None:
+                view.aggregates[index.active_rollout] = self.rollout(index.active_rollout)
+        return plan_reset(view, key, task, at or datetime.now(UTC))
 
     # ---- rollouts ------------------------------------------------------------------------
 
