@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from relctl.domain import errors
+from relctl.entrypoints.api.alerts import alerts_router
 from relctl.entrypoints.api.auth import Authenticator
 from relctl.entrypoints.api.blueprints import blueprints_router
 from relctl.entrypoints.api.common import STATUS
@@ -90,5 +91,6 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
     api.include_router(resolve_router(runtime, auth))
     api.include_router(ingest_router(runtime, auth))
     api.include_router(read_router(runtime, auth))
+    api.include_router(alerts_router(runtime, auth))
     api.add_middleware(RequestLimits)
     return api
