@@ -1,4 +1,4 @@
-"""An alerts projector process for the SIGKILL test: ``python -m tests.integration.alerts_child``."""
+"""An alerts projector process for the SIGKILL test (``-m tests.integration.alerts_child``)."""
 
 import asyncio
 import sys
