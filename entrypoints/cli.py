@@ -32,7 +32,7 @@ from relctl.entrypoints.cli_base import (
     show,
 )
 from relctl.entrypoints.cli_gate import gate_app
-from relctl.entrypoints.cli_more import more_app, reset_plan_text
+from relctl.entrypoints.cli_more import more_app, release_notes, reset_plan_text
 from relctl.entrypoints.cli_read import read_app
 
 app = typer.Typer(help="relctl: release authority for AI evaluation pipelines.",
@@ -53,6 +53,7 @@ app.add_typer(gate_app, name="gate", no_args_is_help=True)
 # The read side's commands (project, audit, changes, ...) join the top level.
 app.add_typer(read_app)
 app.add_typer(more_app)
+release_app.command("notes")(release_notes)
 
 
 @app.command()

@@ -1,12 +1,23 @@
 """CLI pieces of the read-side features: the reset plan's text, ``alerts`` and
 ``release notes``. Everything goes through the HTTP API, so roles and tokens apply."""
 
+import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 from relctl.domain.alerts import AlertKind
-from relctl.entrypoints.cli_base import Client, Output, OutputFormat, console, show
+from relctl.entrypoints.cli_base import (
+    Client,
+    NumberArg,
+    Output,
+    OutputFormat,
+    TaskArg,
+    console,
+    show,
+)
 from relctl.entrypoints.cli_read import Since, TaskFilter, TenantFilter, Until
+from relctl.entrypoints.cli_read import _get_text as get_text
 from rich import box
 from rich.table import Table
 
@@ -81,3 +92,25 @@ def alerts(task: TaskFilter = None, tenant: TenantFilter = None,
         show(entries, output)
     else:
         console.print(alerts_table(entries))
+
+
+class NotesOutput(StrEnum):
+    markdown = "markdown"
+    json = "json"
+
+
+def release_notes(
+        task: TaskArg, number: NumberArg,
+        tenant: Annotated[str | None, typer.Option(
+            help="notes for this tenant (says whether the release reaches it)")] = None,
+        output: Annotated[NotesOutput, typer.Option(
+            "--output", "-o", help="markdown for people, json for machines")
+                          ] = NotesOutput.markdown) -> None:
+    """Release notes for tenant admins: what changed, why, expected effect, what to do."""
+    params: dict[str, Any] = {"task": task, "release": number, "format": output.value}
+    if tenant:
+        params["tenant"] = tenant
+    if output is NotesOutput.json:
+        show(Client().call("GET", "/v1/read/release-notes", params=params), OutputFormat.json)
+    else:
+        sys.stdout.write(get_text("/v1/read/release-notes", params))
