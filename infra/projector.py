@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,9 @@ from relctl.application.service import ControlPlane
 from relctl.domain.read_models import ProjectionName
 from relctl.projections.alerts import AlertProjector
 from relctl.projections.runner import ProjectorSet
+
+logger = logging.getLogger(__name__)
+ONCE_SECONDS = 60.0  # relctl project --once: how long the alerts projection may take
 
 
 @dataclass
@@ -58,7 +62,10 @@ def alerts_beside(settings: Settings, stop: threading.Event, once: bool) -> Iter
         yield
         return
     if once:
-        asyncio.run(projector.catch_up())
+        try:
+            asyncio.run(asyncio.wait_for(projector.catch_up(), ONCE_SECONDS))
+        except Exception as exc:
+            logger.warning("alerts projection did not catch up: %s", exc)
         projector.close()
         yield
         return

@@ -152,3 +152,14 @@ def test_alerts_a_restarted_worker_sends_again_are_kept_once(
     assert _count(db) == 40
     assert sum(_offsets(db).values()) == 50  # 50 records read, 40 alerts kept
     assert _clean_hash(settings, topic, clean_schema) == (alert_history.content_hash(db), 40)
+
+
+def test_relctl_project_once_also_projects_the_alerts(
+        runtime: Runtime, settings: Settings, topic: str) -> None:
+    from relctl.infra.projector import run_projectors
+
+    assert settings.kafka_bootstrap
+    ids = publish(settings.kafka_bootstrap, topic, [platform_alert(n) for n in range(12)],
+                  PARTITIONS)
+    run_projectors(settings, once=True)
+    assert {r["id"] for r in runtime.db.execute("SELECT id FROM relctl_rm_alerts")} == set(ids)
