@@ -25,6 +25,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from relctl.adapters.kafka import ids_at
 from relctl.adapters.postgres import Database
 from relctl.domain.alert_history import AlertEntry, AlertRow, DecisionLink, alert_row
 from relctl.domain.errors import ValidationError
@@ -41,7 +42,7 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS relctl_rm_alerts_at ON relctl_rm_alerts (at)",
     "CREATE TABLE IF NOT EXISTS relctl_rm_alert_offsets ("
     " topic text NOT NULL, partition int NOT NULL, next_offset bigint NOT NULL,"
-    " PRIMARY KEY (topic, partition))",
+    " last_id text, PRIMARY KEY (topic, partition))",
 )
 BATCH = 2000
 
@@ -95,7 +96,7 @@ class AlertProjector:
         conn = self._db()
         with conn.transaction():
             for partition in partitions:
-                conn.execute("INSERT INTO relctl_rm_alert_offsets VALUES (%s, %s, 0) "
+                conn.execute("INSERT INTO relctl_rm_alert_offsets VALUES (%s, %s, 0, NULL) "
                              "ON CONFLICT DO NOTHING", (self.topic, partition))
         rows = conn.execute("SELECT partition, next_offset FROM relctl_rm_alert_offsets "
                             "WHERE topic = %s", (self.topic,)).fetchall()
@@ -123,18 +124,38 @@ class AlertProjector:
                     cur.executemany(
                         "INSERT INTO relctl_rm_alerts VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
                         " %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING", rows)
+            marks: dict[int, str] = {}
             for record in fresh:
                 stored[record.partition] = max(stored.get(record.partition, 0),
                                                record.offset + 1)
-            for partition, offset in stored.items():
-                conn.execute("UPDATE relctl_rm_alert_offsets SET next_offset = %s "
+                marks[record.partition] = self._id(record)
+            for partition, mark in marks.items():
+                conn.execute("UPDATE relctl_rm_alert_offsets SET next_offset = %s, last_id = %s "
                              "WHERE topic = %s AND partition = %s",
-                             (offset, self.topic, partition))
+                             (stored[partition], mark, self.topic, partition))
         return stored
+
+    def marks(self) -> dict[int, tuple[int, str]]:
+        """Per partition: the offset and id of the last record consumed (the log's mark)."""
+        rows = self._db().execute(
+            "SELECT partition, next_offset, last_id FROM relctl_rm_alert_offsets WHERE topic = %s "
+            "AND next_offset > 0 AND last_id IS NOT NULL", (self.topic,)).fetchall()
+        return {int(p): (int(o) - 1, str(i)) for p, o, i in rows}
+
+    def restart_partition(self, partition: int) -> None:
+        """The broker lost the partition's log (an embedded broker restarted empty): consume
+        it again from its start. Rows already stored stay; their ids keep them single."""
+        conn = self._db()
+        with conn.transaction():
+            conn.execute("UPDATE relctl_rm_alert_offsets SET next_offset = 0, last_id = NULL "
+                         "WHERE topic = %s AND partition = %s", (self.topic, partition))
+
+    def _id(self, record: Record) -> str:
+        return record.ce_id or f"{self.topic}:{record.partition}:{record.offset}"
 
     def _row(self, record: Record) -> AlertRow | None:
         published = datetime.fromtimestamp(record.timestamp_ms / 1000, UTC)
-        alert_id = record.ce_id or f"{self.topic}:{record.partition}:{record.offset}"
+        alert_id = self._id(record)
         try:
             return alert_row(alert_id, orjson.loads(record.value), published)
         except (orjson.JSONDecodeError, ValidationError) as exc:
@@ -158,6 +179,8 @@ class AlertProjector:
             tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
             offsets = await asyncio.to_thread(self.stored_offsets, partitions)
+            for partition in await self._lost_logs(partitions):
+                offsets[partition] = 0
             for tp in tps:
                 consumer.seek(tp, offsets.get(tp.partition, 0))
         except BaseException:
@@ -165,14 +188,34 @@ class AlertProjector:
             raise
         return consumer, tps
 
+    async def _lost_logs(self, partitions: Sequence[int]) -> list[int]:
+        """The partitions whose last consumed record is no longer in the log (its id is not at
+        its offset): the broker lost them. They restart from their start."""
+        marks = {p: m for p, m in (await asyncio.to_thread(self.marks)).items()
+                 if p in partitions}
+        found = await ids_at(self.bootstrap, self.topic, {p: m[0] for p, m in marks.items()})
+        lost = [p for p, (_, mark) in marks.items() if found.get(p) != mark]
+        for partition in lost:
+            logger.warning("alerts projection: %s[%d] no longer holds the last record consumed "
+                           "(the broker lost its log?); consuming it again from its start",
+                           self.topic, partition)
+            await asyncio.to_thread(self.restart_partition, partition)
+        return lost
+
     async def _step(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition],
                     timeout_ms: int) -> int:
+        expected = {tp.partition: await consumer.position(tp) for tp in tps}
         batch = await consumer.getmany(*tps, timeout_ms=timeout_ms, max_records=self.batch_size)
         records = [Record(m.partition, m.offset, m.timestamp,
                           (dict(m.headers).get("ce_id") or b"").decode() or None, m.value or b"")
                    for messages in batch.values() for m in messages]
         if not records:
             return 0
+        # The client went back (its offset was out of range and it reset to the earliest): the
+        # log may have been lost, e.g. an embedded broker restarted with empty topics.
+        behind = sorted({r.partition for r in records if r.offset < expected[r.partition]})
+        if behind:
+            await self._lost_logs(behind)
         stored = await asyncio.to_thread(self.write, records)
         for tp in tps:  # another projector got further: do not read what it stored again
             if stored.get(tp.partition, 0) > await consumer.position(tp):

@@ -163,3 +163,47 @@ def test_relctl_project_once_also_projects_the_alerts(
                   PARTITIONS)
     run_projectors(settings, once=True)
     assert {r["id"] for r in runtime.db.execute("SELECT id FROM relctl_rm_alerts")} == set(ids)
+
+
+def test_a_broker_that_restarts_empty_is_consumed_again_from_its_start(
+        runtime: Runtime, settings: Settings, tmp_path: Path) -> None:
+    """The embedded broker keeps topics in memory: after its restart the offsets start at 0
+    again. Records there are new alerts, not ones already stored below the stored offset."""
+    from relctl.infra.embedded import EmbeddedBroker
+
+    assert settings.database_url
+    broker = EmbeddedBroker(log_path=tmp_path / "broker.log")
+    bootstrap = broker.start()
+    topic = settings.topic("alerts")
+    try:
+        asyncio.run(ensure_topics(bootstrap, [TopicSpec(topic, 1)]))
+        first = publish(bootstrap, topic, [platform_alert(n) for n in range(10)])
+        projector = AlertProjector(settings.database_url, settings.database_schema, bootstrap,
+                                   topic, batch_size=4)
+        asyncio.run(projector.catch_up())
+        # Restarted while stopped: found at start-up, by the last record's id.
+        broker.restart()
+        asyncio.run(ensure_topics(bootstrap, [TopicSpec(topic, 1)]))
+        second = publish(bootstrap, topic, [platform_alert(n) for n in range(10, 15)])
+        asyncio.run(projector.catch_up())
+        db = runtime.db
+        assert {r["id"] for r in db.execute("SELECT id FROM relctl_rm_alerts")} == {
+            *first, *second}
+        # Restarted while it runs: found when the client goes back to the log's start.
+        stop = threading.Event()
+        running = threading.Thread(target=lambda: asyncio.run(projector.run(stop, poll_ms=100)))
+        running.start()
+        try:
+            broker.restart()
+            asyncio.run(ensure_topics(bootstrap, [TopicSpec(topic, 1)]))
+            third = publish(bootstrap, topic, [platform_alert(n) for n in range(15, 18)])
+            wait_until(lambda: _count(db) == 18, timeout=60,
+                       what="the alerts published after the restart")
+        finally:
+            stop.set()
+            running.join(30)
+        assert {r["id"] for r in db.execute("SELECT id FROM relctl_rm_alerts")} == {
+            *first, *second, *third}
+        assert _offsets(db) == {0: 3}
+    finally:
+        broker.stop()
