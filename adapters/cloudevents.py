@@ -238,6 +238,9 @@ def data_model(event_class: type) -> type[pydantic.BaseModel]:
             continue
         fields[field.name] = (hints[field.name], ...)
     fields["schema_version"] = (typing.Literal[schema_version(event_class)], ...)
+    # The role the actor acted in (admin, operator, service ...); events recorded before roles
+    # were recorded, and commands issued outside the API, have none.
+    fields["role"] = (str | None, None)
     model: type[pydantic.BaseModel] = pydantic.create_model(  # type: ignore[call-overload]
         event_type(event_class), __config__=pydantic.ConfigDict(extra="forbid"), **fields)
     return model

@@ -22,9 +22,9 @@ from relctl.adapters.cloudevents import dead_letter, decision_record
 from relctl.adapters.config import Settings
 from relctl.adapters.kafka import make_producer
 from relctl.adapters.retrying import fixed, retry_forever
-from relctl.application.service import ControlPlane
+from relctl.application.service import ControlPlane, acting_as
 from relctl.domain import errors
-from relctl.domain.guards import GUARD_ACTOR, DecisionAction
+from relctl.domain.guards import GUARD_ACTOR, GUARD_ROLE, DecisionAction
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def execute(app: ControlPlane, command: dict[str, Any]) -> dict[str, Any]:
     evidence = command.get("evidence")
     method = {DecisionAction.ROLLBACK: app.roll_back, DecisionAction.FREEZE: app.freeze_rollout,
               DecisionAction.PAUSE: app.pause_rollout}[DecisionAction(command["action"])]
-    return dict(method(rollout_id, GUARD_ACTOR, reason, evidence=evidence))
+    with acting_as(GUARD_ROLE):
+        return dict(method(rollout_id, GUARD_ACTOR, reason, evidence=evidence))
 
 
 class CommandConsumer:

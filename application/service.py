@@ -6,7 +6,9 @@ either records the whole decision or none of it. Optimistic concurrency (the sto
 (aggregate, version) key) turns a lost race into a ConflictError, never a silent overwrite.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -32,11 +34,48 @@ from relctl.domain.gates import (
 )
 from relctl.domain.ids import blueprint_id, release_id, task_id, tenant_id
 from relctl.domain.release import STAGES, Release, ReleaseSpec
+from relctl.domain.reset import ResetPlan, plan_reset
+from relctl.domain.resolution import ControlView
 from relctl.domain.rollout import Rollout
 from relctl.domain.task import Task
 from relctl.domain.tenant import DEFAULT_PIN_DAYS, Tenant
 
 A = TypeVar("A", bound=ControlAggregate)
+
+# The role the authenticated caller acts in (admin, operator, ... or the guard's service role).
+# Set at the edge that authenticated the caller (the API's role check, the command consumer);
+# ``ControlPlane._save`` stamps it on every event of the decision, beside the actor.
+ACTING_ROLE: ContextVar[str | None] = ContextVar("relctl_acting_role", default=None)
+
+
+@contextmanager
+def acting_as(role: str | None) -> Iterator[None]:
+    """Record ``role`` in the events of every command issued inside this block."""
+    token = ACTING_ROLE.set(role)
+    try:
+        yield
+    finally:
+        ACTING_ROLE.reset(token)
+
+
+def _caller_role(role: str | None) -> str:
+    """The role a gated step is decided in: the caller's explicit one, else the one the edge
+    authenticated (:func:`acting_as`), else the least privileged that may take the step."""
+    return role or ACTING_ROLE.get() or "operator"
+
+
+def stamp_role(aggregates: Sequence[ControlAggregate], role: str | None) -> None:
+    """Write ``role`` into the aggregates' pending events (stored with them, like the actor).
+
+    An extra attribute of an eventsourcing event is stored with its state and ignored when the
+    event is applied (the library passes a method only the parameters it declares), so events
+    recorded before roles existed and events with a role read back alike."""
+    if role is None:
+        return
+    for aggregate in aggregates:
+        for pending in aggregate.pending_events:
+            if getattr(pending, "role", None) is None:
+                object.__setattr__(pending, "role", role)
 
 
 class Outcome(dict[str, Any]):
@@ -72,6 +111,7 @@ class ControlPlane(Application[UUID]):
     def _save(self, *aggregates: ControlAggregate) -> None:
         """Save atomically. Pass aggregates in the order their events were triggered, so the
         notification log's order agrees with the events' timestamps (time-travel relies on it)."""
+        stamp_role(aggregates, ACTING_ROLE.get())
         try:
             self.save(*aggregates)
         except IntegrityError:
@@ -172,11 +212,12 @@ class ControlPlane(Application[UUID]):
 
     def promote_release(
         self, task: str, number: int, stage: str, actor: str, reason: str,
-        expected_version: int | None = None, *, role: str = "operator",
+        expected_version: int | None = None, *, role: str | None = None,
         acknowledgements: Sequence[StepAcknowledgement] = (), break_glass: str | None = None,
     ) -> Outcome:
         """Move a release forward; passing InternalTest (to Beta or Stable) is a gated step:
         see :meth:`_pass_gates`. ``role`` is the caller's (break-glass needs admin)."""
+        role = _caller_role(role)
         release = self.release(task, number)
         self._expect(release, expected_version)
         if passes_internal_test(release.stage, stage, STAGES):
@@ -315,6 +356,25 @@ class ControlPlane(Application[UUID]):
         self._save(tenant)
         return _outcome(tenant)
 
+    def reset_plan(self, key: str, task: str | None, at: datetime | None = None) -> ResetPlan:
+        """What ``reset_tenant(key, task)`` would clear, and the tenant's answers before and
+        after it (a dry run: nothing is recorded)."""
+        tenant = self.tenant(key)
+        view = ControlView()
+        view.aggregates[tenant.id] = tenant
+        for name in [task] if task else sorted(set(tenant.overrides) | set(tenant.pins)):
+            try:
+                index = self.task(name)
+            except NotFoundError:
+                continue
+            view.aggregates[index.id] = index
+            for number in index.releases:
+                release = self.release(name, number)
+                view.aggregates[release.id] = release
+            if index.active_rollout is not None:
+                view.aggregates[index.active_rollout] = self.rollout(index.active_rollout)
+        return plan_reset(view, key, task, at or datetime.now(UTC))
+
     # ---- rollouts ------------------------------------------------------------------------
 
     def plan_rollout(
@@ -360,11 +420,12 @@ class ControlPlane(Application[UUID]):
         return _outcome(rollout)
 
     def start_rollout(self, rollout_id: UUID, actor: str, reason: str,
-                      expected_version: int | None = None, *, role: str = "operator",
+                      expected_version: int | None = None, *, role: str | None = None,
                       acknowledgements: Sequence[StepAcknowledgement] = (),
                       break_glass: str | None = None) -> Outcome:
         """Start a planned rollout: a gated step for its candidate (see :meth:`_pass_gates`);
         the passage is saved on the candidate release with the rollout's ``Started``."""
+        role = _caller_role(role)
         rollout = self.rollout(rollout_id)
         self._expect(rollout, expected_version)
         release = self.release(rollout.task, rollout.candidate)

@@ -18,6 +18,8 @@ from relctl.domain.errors import ValidationError
 # The actor automatic decisions are recorded under: fixed, so the command topic cannot be used
 # to impersonate a person.
 GUARD_ACTOR = "relctl-guard"
+# The role the guard's automatic decisions act in (recorded in their events and audit rows).
+GUARD_ROLE = "service"
 
 
 class GateClass(StrEnum):

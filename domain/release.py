@@ -65,6 +65,42 @@ BLUEPRINT_VERSION_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}@v[1-9][0-9]{0,8}$"
 _Short = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_LENGTH), AfterValidator(_name_ok)]
 
 
+class TenantAction(StrEnum):
+    """What a tenant admin should do when a release reaches them (for the release notes)."""
+
+    RECALIBRATE_THRESHOLDS = "recalibrate-thresholds"
+    REVALIDATE = "revalidate"
+    NONE = "none"
+
+
+_Note = Annotated[str, Field(max_length=2_000), AfterValidator(_text_ok)]
+
+
+class ExpectedDelta(BaseModel):
+    """A declared expected shift of one score statistic, e.g. ``score_mean`` +2.5 points."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    metric: _Short = Field(description="the statistic, e.g. score_mean, pass_rate, a stage")
+    delta: Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)] = Field(
+        description="expected change (new minus old), in ``unit``")
+    unit: _Short | None = Field(None, description="e.g. points, percentage points")
+    note: _Note | None = None
+
+
+class ExpectedEffect(BaseModel):
+    """What the release's author expects it to do to tenants' score distributions, and what
+    tenants should do about it; read by the release notes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    summary: _Note | None = Field(None, description="e.g. 'scores may shift up slightly'")
+    deltas: Annotated[list[ExpectedDelta], Field(max_length=50)] = Field(default_factory=list)
+    tenant_actions: Annotated[list[Annotated[TenantAction, Field(strict=False)]],
+                              Field(max_length=3)] = Field(
+        default_factory=list, description="default: derived from what changed")
+
+
 class ReleaseSpec(BaseModel):
     """The content of a release, validated as a whole before any event is recorded.
 
@@ -95,6 +131,8 @@ class ReleaseSpec(BaseModel):
                                                 AfterValidator(_text_ok)]],
                                  Field(max_length=MAX_LIMITATIONS)] = Field(default_factory=list)
     release_notes: JsonObject = Field(default_factory=dict)
+    expected_effect: ExpectedEffect | None = Field(
+        None, description="declared expected shifts of score distributions (release notes)")
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -174,12 +212,19 @@ class ReleaseSpec(BaseModel):
                      "model_alias", "alias_resolved_at"):
             if getattr(self, name) is not None:
                 check_text(getattr(self, name), name, MAX_FIELD_LENGTH)
-        for name in self.fields():
-            check_json(getattr(self, name), name)
+        for name, value in self.as_dict().items():
+            check_json(value, name)
 
     def as_dict(self) -> dict[str, Any]:
-        """The stored form (a release's ``content``): every field, in declaration order."""
-        return {name: getattr(self, name) for name in self.fields()}
+        """The stored form (a release's ``content``): every field, in declaration order, but
+        ``expected_effect`` only when declared (content stored before it existed and content
+        without one stay alike)."""
+        content = {name: getattr(self, name) for name in self.fields()}
+        effect = content.pop("expected_effect")
+        if effect is not None:
+            content["expected_effect"] = (effect.model_dump(mode="json")
+                                          if isinstance(effect, BaseModel) else effect)
+        return content
 
 
 def check_json_schema(schema: dict[str, Any], where: str) -> None:

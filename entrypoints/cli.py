@@ -32,6 +32,7 @@ from relctl.entrypoints.cli_base import (
     show,
 )
 from relctl.entrypoints.cli_gate import AckOption, BreakGlassOption, gate_app, gate_fields
+from relctl.entrypoints.cli_more import more_app, release_notes, reset_plan_text
 from relctl.entrypoints.cli_read import read_app
 
 app = typer.Typer(help="relctl: release authority for AI evaluation pipelines.",
@@ -51,6 +52,8 @@ for sub, name in ((release_app, "release"), (task_app, "task"), (blueprint_app, 
 app.add_typer(gate_app, name="gate", no_args_is_help=True)
 # The read side's commands (project, audit, changes, ...) join the top level.
 app.add_typer(read_app)
+app.add_typer(more_app)
+release_app.command("notes")(release_notes)
 
 
 @app.command()
@@ -355,11 +358,27 @@ def tenant_unpin(key: TenantArg, task: TaskArg, reason: Reason,
 
 
 @tenant_app.command("reset")
-def tenant_reset(key: TenantArg, reason: Reason,
+def tenant_reset(key: TenantArg,
+                 reason: Annotated[str | None, typer.Option(
+                     "--reason", "-r", help="why; recorded in the event (not needed with "
+                                            "--dry-run)")] = None,
                  task: Annotated[str | None, typer.Option(
                      help="only this task (default: every task)")] = None,
+                 dry_run: Annotated[bool, typer.Option(
+                     "--dry-run", help="show what would be cleared and what the tenant "
+                                       "resolves to before and after; change nothing")] = False,
                  output: Output = OutputFormat.text) -> None:
     """Drop overrides and pins so the tenant follows global releases again."""
+    if dry_run:
+        plan = Client().call("GET", f"/v1/tenants/{key}/reset-plan",
+                             params={"task": task} if task else None)
+        if output is OutputFormat.json:
+            show(plan, output)
+        else:
+            print(reset_plan_text(plan))
+        return
+    if reason is None:
+        fail(ExitCode.USAGE, "missing_reason", "a reset needs --reason (or use --dry-run)")
     show(Client().call("POST", f"/v1/tenants/{key}/reset", {"task": task, "reason": reason}),
          output)
 

@@ -1,13 +1,21 @@
 """Running the read models: beside the API in ``relctl up``, or alone in ``relctl project``."""
 
+import asyncio
+import contextlib
+import logging
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from relctl.adapters.config import Settings
 from relctl.application.service import ControlPlane
 from relctl.domain.read_models import ProjectionName
+from relctl.projections.alerts import AlertProjector
 from relctl.projections.runner import ProjectorSet
+
+logger = logging.getLogger(__name__)
+ONCE_SECONDS = 60.0  # relctl project --once: how long the alerts projection may take
 
 
 @dataclass
@@ -38,6 +46,39 @@ def start_projectors(app: ControlPlane, settings: Settings,
     return RunningProjectors(projectors, thread, stop)
 
 
+def alert_projector(settings: Settings) -> AlertProjector | None:
+    """The alerts read model's consumer, when there is a broker to consume from."""
+    if not settings.database_url or not settings.kafka_bootstrap:
+        return None
+    return AlertProjector(settings.database_url, settings.database_schema,
+                          settings.kafka_bootstrap, settings.topic("alerts"))
+
+
+@contextlib.contextmanager
+def alerts_beside(settings: Settings, stop: threading.Event, once: bool) -> Iterator[None]:
+    """``relctl project``: the alerts projection in a thread of its own (it is asyncio)."""
+    projector = alert_projector(settings)
+    if projector is None:
+        yield
+        return
+    if once:
+        try:
+            asyncio.run(asyncio.wait_for(projector.catch_up(), ONCE_SECONDS))
+        except Exception as exc:
+            logger.warning("alerts projection did not catch up: %s", exc)
+        projector.close()
+        yield
+        return
+    thread = threading.Thread(target=lambda: asyncio.run(projector.run(stop)),
+                              name="relctl-alerts", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
 def run_projectors(settings: Settings, rebuild: list[ProjectionName] | None = None,
                    once: bool = False) -> int:
     """``relctl project``: (optionally rebuild, then) project until SIGINT/SIGTERM, or once."""
@@ -50,10 +91,12 @@ def run_projectors(settings: Settings, rebuild: list[ProjectionName] | None = No
             if rebuild is not None:
                 projectors.drop(rebuild or None)
             if once:
-                return projectors.catch_up()
+                with alerts_beside(settings, stop, once=True):
+                    return projectors.catch_up()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())
-            projectors.run(stop)
+            with alerts_beside(settings, stop, once=False):
+                projectors.run(stop)
             return projectors.position()
     finally:
         app.close()

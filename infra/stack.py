@@ -39,7 +39,7 @@ from relctl.infra.embedded import (
     stop_pid,
     wait_or_kill,
 )
-from relctl.infra.projector import RunningProjectors, start_projectors
+from relctl.infra.projector import RunningProjectors, alert_projector, start_projectors
 from relctl.infra.stackfile import (
     LOCK_FILE,
     STACK_FILE,
@@ -323,6 +323,8 @@ class Stack:
         tasks.append(asyncio.create_task(commands.run(stop), name="commands"))
         tasks.append(asyncio.create_task(VerdictConsumer(
             VerdictBoard(runtime.db), settings).run(stop), name="verdicts"))
+        if (alerts := alert_projector(settings)) is not None:
+            tasks.append(asyncio.create_task(alerts.run(stop), name="alerts-projection"))
         self.say(f"relctl API on http://{settings.api_host}:{settings.api_port} "
                  "(OpenAPI at /docs); Ctrl-C stops everything")
         waiter = asyncio.create_task(stop.wait())

@@ -440,7 +440,7 @@ class AuditTrail(View):
             "seq": self.seq, "position": step.position, "at": step.at.isoformat(),
             "aggregate_id": step.aggregate_id, "aggregate_kind": step.kind,
             "aggregate_version": step.aggregate_version, "event": step.name,
-            "actor": step.attr("actor"), "role": None, "reason": step.attr("reason"),
+            "actor": step.attr("actor"), "role": step.attr("role"), "reason": step.attr("reason"),
             "tenant": tenant, "task": task if isinstance(task, str) else None,
             "before": before, "after": after, "evidence": step.attr("evidence"),
         }

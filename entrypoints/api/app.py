@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from relctl.domain import errors
+from relctl.entrypoints.api.alerts import alerts_router
 from relctl.entrypoints.api.auth import Authenticator
 from relctl.entrypoints.api.blueprints import blueprints_router
 from relctl.entrypoints.api.common import STATUS
@@ -22,6 +23,7 @@ from relctl.entrypoints.api.health import health_router
 from relctl.entrypoints.api.ingest import error_response, ingest_router
 from relctl.entrypoints.api.limits import RequestLimits
 from relctl.entrypoints.api.read import read_router
+from relctl.entrypoints.api.release_notes import release_notes_router
 from relctl.entrypoints.api.releases import releases_router
 from relctl.entrypoints.api.resolve import resolve_router
 from relctl.entrypoints.api.rollouts import rollouts_router
@@ -92,5 +94,7 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
     api.include_router(resolve_router(runtime, auth))
     api.include_router(ingest_router(runtime, auth))
     api.include_router(read_router(runtime, auth))
+    api.include_router(alerts_router(runtime, auth))
+    api.include_router(release_notes_router(runtime, auth))
     api.add_middleware(RequestLimits)
     return api

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import Depends, Header
 from relctl.adapters.postgres import Principal, TokenStore
+from relctl.application.service import ACTING_ROLE
 from relctl.domain import errors
 
 TOKEN_CACHE_SECONDS = 2.0
@@ -43,12 +44,15 @@ class Authenticator:
         return found
 
     def role(self, *allowed: str) -> Any:
-        """A dependency that admits only the given roles."""
+        """A dependency that admits only the given roles, and records the caller's role for
+        the events of the command it then issues (``ACTING_ROLE``: the endpoint runs in a copy
+        of this request's context)."""
 
         async def check(who: Principal = Depends(self.principal)) -> Principal:
             if who.role not in allowed:
                 raise errors.ForbiddenError(
                     f"role {who.role} may not do this; it needs one of {', '.join(allowed)}")
+            ACTING_ROLE.set(who.role)
             return who
 
         return Depends(check)

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from relctl.adapters.postgres import Principal
 from relctl.domain.commands import (
     ClearOverride,
@@ -16,6 +16,7 @@ from relctl.domain.commands import (
     Unpin,
 )
 from relctl.domain.ids import tenant_id
+from relctl.domain.reset import ResetPlan
 from relctl.domain.tenant import Flag
 from relctl.entrypoints.api.auth import READERS, WRITERS, Authenticator
 from relctl.entrypoints.api.common import (
@@ -29,6 +30,8 @@ from relctl.entrypoints.api.common import (
 from relctl.infra.bootstrap import Runtime
 
 TenantKey = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", max_length=63)]
+TaskKey = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$", max_length=63,
+                                      description="one task (default: every task)")]
 
 
 def tenants_router(runtime: Runtime, auth: Authenticator,
@@ -93,5 +96,12 @@ def tenants_router(runtime: Runtime, auth: Authenticator,
     def reset(key: TenantKey, body: Reset, who: Principal = writer) -> Any:
         return command("reset_tenant", lambda: app.reset_tenant(
             key, body.task, who.actor, body.reason))
+
+    @router.get("/v1/tenants/{key}/reset-plan", response_model=ResetPlan,
+                responses=READ_ERRORS)
+    def reset_plan(key: TenantKey, task: TaskKey = None, _: Principal = writer) -> Any:
+        """Dry run of a reset to defaults: which overrides and pins it would clear, and what
+        the tenant resolves to before and after. Records nothing (operators and admins)."""
+        return app.reset_plan(key, task)
 
     return router
