@@ -26,6 +26,7 @@ from relctl.entrypoints.api.resolve import resolve_router
 from relctl.entrypoints.api.rollouts import rollouts_router
 from relctl.entrypoints.api.tenants import tenants_router
 from relctl.entrypoints.api.tokens import tokens_router
+from relctl.entrypoints.console.router import console_router
 from relctl.infra.bootstrap import Runtime
 from starlette.exceptions import HTTPException
 
@@ -90,5 +91,6 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
     api.include_router(resolve_router(runtime, auth))
     api.include_router(ingest_router(runtime, auth))
     api.include_router(read_router(runtime, auth))
+    api.include_router(console_router(runtime, auth))
     api.add_middleware(RequestLimits)
     return api
