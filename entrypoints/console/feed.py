@@ -43,7 +43,8 @@ MAX_POINTS = 240  # per (rollout, rule): a chart's series
 MAX_ALERTS = 1000
 MAX_AUDIT_ROWS = 500  # one page of the timeline
 QUEUE_SIZE = 1000
-SAFETY_SECONDS = 5.0  # re-check the read models this often even without a notification
+SAFETY_SECONDS = 5.0
+READY_SECONDS = 6.0  # re-check the read models this often even without a notification
 ACTIVE = ("Planned", "Running", "Paused", "Frozen")
 RECENT_ENDED = 20
 
@@ -77,6 +78,7 @@ class ConsoleFeed:
         self.subscribers: set[asyncio.Queue[Change | None]] = set()
         self.tasks: list[asyncio.Task[None]] = []
         self.stop = asyncio.Event()
+        self.ready = asyncio.Event()  # the store watcher has its starting positions
         self.rollout_position = -1  # -1: not read yet
         self.audit_seq = -1
 
@@ -244,6 +246,14 @@ class ConsoleFeed:
     async def _catch_up(self) -> None:
         for change in await asyncio.to_thread(self._changes):
             self.publish(change)
+        self.ready.set()
+
+    async def started(self) -> None:
+        """Wait (at most READY_SECONDS) until changes are being watched, so a snapshot taken
+        now misses none."""
+        self.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), READY_SECONDS)
 
     async def _watch_store(self) -> None:
         settings = self.runtime.settings

@@ -113,6 +113,7 @@ def console_router(runtime: Runtime, auth: Authenticator,
 
         async def events() -> AsyncIterator[bytes]:
             try:
+                await live.started()
                 yield sse("snapshot", await asyncio.to_thread(snapshot, who))
                 while True:
                     try:
