@@ -128,6 +128,7 @@
 
   function onEvent(kind, data) {
     if (kind === "snapshot") {
+      if (!window.relctlConsole.snapshotAt) window.relctlConsole.snapshotAt = performance.now();
       state.rollouts.clear();
       for (const r of data.rollouts) state.rollouts.set(r.id, r);
       state.alerts = data.alerts;
