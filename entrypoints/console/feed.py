@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -75,19 +76,41 @@ class ConsoleFeed:
         self.series: dict[tuple[str, str], deque[dict[str, Any]]] = {}
         self.latest: dict[tuple[str, str], RuleVerdict] = {}
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=MAX_ALERTS)
-        self.subscribers: set[asyncio.Queue[Change | None]] = set()
+        # Each subscriber: its queue and the event loop it is read from (the API's).
+        self.subscribers: dict[asyncio.Queue[Change | None], asyncio.AbstractEventLoop] = {}
+        self.lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: list[asyncio.Task[None]] = []
-        self.stop = asyncio.Event()
-        self.ready = asyncio.Event()  # the store watcher has its starting positions
+        self.ready = threading.Event()  # the store watcher has its starting positions
         self.rollout_position = -1  # -1: not read yet
         self.audit_seq = -1
 
     # ---- lifecycle ------------------------------------------------------------------------
+    #
+    # The watchers run on an event loop of their own, in a daemon thread, and only while at
+    # least one page listens. The API's server has no lifespan hooks and its loop ends without
+    # waiting for tasks it does not know about: on a loop of their own, the watchers still
+    # close their connections when the last stream ends (uvicorn cancels streams on shutdown).
 
-    def start(self) -> None:
-        """Start the watchers in the running loop, once (the API's server has no lifespan)."""
+    def _feed_loop(self) -> asyncio.AbstractEventLoop:
+        with self.lock:
+            if self.loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="relctl-console-feed",
+                                 daemon=True).start()
+                self.loop = loop
+            return self.loop
+
+    def _start(self) -> None:
+        """On the feed loop: start the watchers from scratch (topics read from their start)."""
         if self.tasks:
             return
+        with self.lock:
+            self.series.clear()
+            self.latest.clear()
+            self.recent_alerts.clear()
+        self.rollout_position = self.audit_seq = -1
+        self.ready.clear()
         self.tasks.append(asyncio.create_task(self._watch_store(), name="console-store"))
         if self.runtime.settings.kafka_bootstrap:
             partitions = {s.name: s.partitions for s in topic_specs(self.runtime.settings)}
@@ -97,33 +120,51 @@ class ConsoleFeed:
                     self._consume(topic, partitions.get(topic, 1), handle),
                     name=f"console-{name}"))
 
-    async def close(self) -> None:
-        self.stop.set()
+    def _stop(self) -> None:
+        """On the feed loop: cancel the watchers; each closes its connections as it ends."""
+        with self.lock:
+            if self.subscribers:
+                return  # someone subscribed again meanwhile
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(BaseException):
-                await task
         self.tasks.clear()
 
     def subscribe(self) -> asyncio.Queue[Change | None]:
-        self.start()
+        """A queue of live changes, read from the caller's (running) event loop."""
         queue: asyncio.Queue[Change | None] = asyncio.Queue(QUEUE_SIZE)
-        self.subscribers.add(queue)
+        with self.lock:
+            self.subscribers[queue] = asyncio.get_running_loop()
+        self._feed_loop().call_soon_threadsafe(self._start)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[Change | None]) -> None:
-        self.subscribers.discard(queue)
+        with self.lock:
+            self.subscribers.pop(queue, None)
+            last = not self.subscribers
+        if last:
+            self._feed_loop().call_soon_threadsafe(self._stop)
 
     def publish(self, change: Change) -> None:
-        for queue in list(self.subscribers):
-            try:
-                queue.put_nowait(change)
-            except asyncio.QueueFull:
-                self.subscribers.discard(queue)
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-                queue.put_nowait(None)  # "you fell behind": the stream ends, the page reloads
+        with self.lock:
+            targets = list(self.subscribers.items())
+        for queue, loop in targets:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: the API stopped
+                loop.call_soon_threadsafe(self._deliver, queue, change)
+
+    def _deliver(self, queue: asyncio.Queue[Change | None], change: Change) -> None:
+        try:
+            queue.put_nowait(change)
+        except asyncio.QueueFull:
+            with self.lock:
+                self.subscribers.pop(queue, None)
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+            queue.put_nowait(None)  # "you fell behind": the stream ends, the page reloads
+
+    @property
+    def listening(self) -> bool:
+        with self.lock:
+            return bool(self.subscribers)
 
     # ---- reads (blocking: call them from a thread) ------------------------------------------
 
@@ -152,18 +193,21 @@ class ConsoleFeed:
         if summary["state"] in ACTIVE:
             with contextlib.suppress(Exception):
                 arms = queries.rollout_status(self.db, rollout_id).arms
-        return {**summary, "position": position, "arms": arms,
-                "verdicts": [v.model_dump(mode="json") for v in self.verdicts(rollout_id)],
-                "series": {rule: list(points) for (rid, rule), points in self.series.items()
-                           if rid == rollout_id}}
+        with self.lock:
+            series = {rule: list(points) for (rid, rule), points in self.series.items()
+                      if rid == rollout_id}
+        return {**summary, "position": position, "arms": arms, "series": series,
+                "verdicts": [v.model_dump(mode="json") for v in self.verdicts(rollout_id)]}
 
     def verdicts(self, rollout_id: str) -> list[RuleVerdict]:
         """The latest verdict per rule: the table's, or this process' newer one from the
         topic (the table is written by another consumer, maybe a moment later)."""
         now = datetime.now(UTC)
         by_rule = {v.rule: v for v in self.board.latest(rollout_id, now)}
-        for (rid, rule), verdict in self.latest.items():
-            if rid == rollout_id and (rule not in by_rule or verdict.at >= by_rule[rule].at):
+        with self.lock:
+            mine = [(rule, v) for (rid, rule), v in self.latest.items() if rid == rollout_id]
+        for rule, verdict in mine:
+            if (rule not in by_rule or verdict.at >= by_rule[rule].at):
                 by_rule[rule] = verdict.as_of(now)
         return [by_rule[rule] for rule in sorted(by_rule)]
 
@@ -172,7 +216,9 @@ class ConsoleFeed:
                ) -> list[dict[str, Any]]:
         """Alerts seen on ``relctl.alerts``, newest first, filtered."""
         found = []
-        for alert in reversed(self.recent_alerts):
+        with self.lock:
+            alerts = list(self.recent_alerts)
+        for alert in reversed(alerts):
             if task and alert.get("task") != task:
                 continue
             if tenant and tenant not in json.dumps(alert.get("evidence", {})):
@@ -251,35 +297,39 @@ class ConsoleFeed:
     async def started(self) -> None:
         """Wait (at most READY_SECONDS) until changes are being watched, so a snapshot taken
         now misses none."""
-        self.start()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ready.wait(), READY_SECONDS)
+        await asyncio.to_thread(self.ready.wait, READY_SECONDS)
 
     async def _watch_store(self) -> None:
         settings = self.runtime.settings
         channel = getattr(self.runtime.app.recorder, "channel_name", None)
-        while not self.stop.is_set():
+        pause = 1.0
+        while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
                         settings.database_url or "", autocommit=True) as conn:
                     if channel:
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     await self._catch_up()
-                    while not self.stop.is_set():
+                    pause = 1.0
+                    while True:
                         async for _ in conn.notifies(timeout=SAFETY_SECONDS, stop_after=1):
                             pass
                         await self._catch_up()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("console store watcher restarting after: %r", exc)
-                await asyncio.sleep(1.0)
+                logger.warning("console store watcher restarting in %.0f s after: %r", pause, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
 
     # ---- the topics: verdicts and alerts --------------------------------------------------
 
     async def _consume(self, topic: str, partitions: int, handle: Any) -> None:
-        """Read every partition of ``topic`` from its start, then follow it."""
-        while not self.stop.is_set():
+        """Read every partition of ``topic`` from its start, then follow it; a restarted
+        session resumes after the last record handled (none is handled twice)."""
+        pause = 1.0
+        resume: dict[int, int] = {}
+        while True:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.runtime.settings.kafka_bootstrap,
                 enable_auto_commit=False, auto_offset_reset="earliest",
@@ -288,17 +338,27 @@ class ConsoleFeed:
                 await consumer.start()
                 tps = [TopicPartition(topic, p) for p in range(partitions)]
                 consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
-                while not self.stop.is_set():
+                for tp in tps:
+                    if tp.partition in resume:
+                        consumer.seek(tp, resume[tp.partition])
+                    else:
+                        await consumer.seek_to_beginning(tp)
+                pause = 1.0
+                while True:
                     batch = await consumer.getmany(timeout_ms=500)
                     records = [r.value or b"" for rs in batch.values() for r in rs]
                     if records:
                         await handle(records)
+                    for tp, rs in batch.items():
+                        if rs:
+                            resume[tp.partition] = rs[-1].offset + 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("console consumer of %s restarting after: %r", topic, exc)
-                await asyncio.sleep(1.0)
+                logger.warning("console consumer of %s restarting in %.0f s after: %r", topic,
+                               pause, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
@@ -311,16 +371,16 @@ class ConsoleFeed:
             except ValueError:
                 continue
             key = (verdict.rollout_id, verdict.rule)
-            points = self.series.setdefault(key, deque(maxlen=MAX_POINTS))
-            points.append({"at": verdict.at, "value": verdict.value,
-                           "candidate": verdict.candidate.value,
-                           "baseline": verdict.baseline.value, "samples": verdict.samples,
-                           "outcome": verdict.outcome.value})
-            previous = self.latest.get(key)
-            if previous is None or verdict.at >= previous.at:
-                self.latest[key] = verdict
+            point = {"at": verdict.at, "value": verdict.value,
+                     "candidate": verdict.candidate.value, "baseline": verdict.baseline.value,
+                     "samples": verdict.samples, "outcome": verdict.outcome.value}
+            with self.lock:
+                self.series.setdefault(key, deque(maxlen=MAX_POINTS)).append(point)
+                previous = self.latest.get(key)
+                if previous is None or verdict.at >= previous.at:
+                    self.latest[key] = verdict
             touched.add(verdict.rollout_id)
-        if not self.subscribers:
+        if not self.listening:
             return
         for rollout_id in touched:
             card = await asyncio.to_thread(self.rollout, rollout_id)
@@ -338,5 +398,6 @@ class ConsoleFeed:
             alert.setdefault("task", evidence.get("task"))
             alert.setdefault("at", evidence.get("decided_at"))
             alert["received_at"] = time.time()
-            self.recent_alerts.append(alert)
+            with self.lock:
+                self.recent_alerts.append(alert)
             self.publish(Change("alert", alert))

@@ -26,6 +26,12 @@ from tests.e2e.support import Stack
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 
+def audit_rows(driver: WebDriver) -> list[str]:
+    """The audit timeline's rows as text, read at once (rows are redrawn live)."""
+    return list(driver.execute_script(
+        "return [...document.querySelectorAll('#audit-rows tr')].map(r => r.textContent)"))
+
+
 def test_the_page_ships_a_strict_policy_and_no_inline_script(stack: Stack) -> None:
     page = httpx.get(stack.url + "/console")
     assert page.status_code == 200
@@ -111,15 +117,11 @@ def test_a_rollback_by_hand_asks_for_a_reason_and_lands_in_the_audit_timeline(
     browser.find_element(By.CSS_SELECTOR, "#audit-form button[type=submit]").click()
 
     def rolled_back_row(d: WebDriver) -> str | None:
-        for row in d.find_elements(By.CSS_SELECTOR, "#audit-rows tr"):
-            if "Rollout.RolledBack" in row.text:
-                return str(row.text)
-        return None
+        return next((row for row in audit_rows(d) if "Rollout.RolledBack" in row), None)
 
     row = wait(browser, rolled_back_row, what="the rollback in the audit timeline")
     assert "candidate scores drift in QA review" in row and "admin" in row
-    rows = browser.find_elements(By.CSS_SELECTOR, "#audit-rows tr")
-    assert all(task in r.text for r in rows), "the task filter applies"
+    assert all(task in r for r in audit_rows(browser)), "the task filter applies"
 
 
 def test_an_auditor_sees_everything_and_no_action_buttons(
