@@ -1,5 +1,5 @@
 // relctl operator console. Vanilla JS, no dependencies. Every piece of data reaches the page
-// through textContent or text nodes (never innerHTML); the token lives in sessionStorage and
+// through textContent or text nodes (never parsed as HTML); the token lives in sessionStorage and
 // travels only in the Authorization header.
 "use strict";
 (() => {
