@@ -124,6 +124,43 @@ def test_a_rollback_by_hand_asks_for_a_reason_and_lands_in_the_audit_timeline(
     assert all(task in r for r in audit_rows(browser)), "the task filter applies"
 
 
+def test_pin_freeze_and_a_break_glass_resume_from_the_cards(
+        stack: Stack, admin: Api, browser: WebDriver) -> None:
+    task = unique_task("pinned")
+    tenant = f"t-{task}"
+    admin.call("POST", "/v1/tenants", {"key": tenant, "name": "Pinned Inc", "reason": "new"})
+    rollout = admin.rollout(task)
+    sign_in(browser, stack.url, stack.token)
+    wait(browser, lambda d: card_state(d, rollout) == "Running", what="the rollout")
+
+    def act(action: str, reason: str, tenant: str | None = None) -> str:
+        click_action(browser, rollout, action)
+        if tenant is not None:
+            browser.find_element(By.ID, "act-tenant").send_keys(tenant)
+        browser.find_element(By.ID, "act-reason").send_keys(reason)
+        browser.find_element(By.ID, "act-confirm").click()
+        wait(browser, lambda d: d.find_element(By.ID, "act-result").text, what="the event")
+        result = str(browser.find_element(By.ID, "act-result").text)
+        browser.find_element(By.ID, "act-cancel").click()
+        return result
+
+    click_action(browser, rollout, "pin")  # an unknown tenant: refused, the error shown
+    browser.find_element(By.ID, "act-tenant").send_keys("nobody-here")
+    browser.find_element(By.ID, "act-reason").send_keys("keep it steady")
+    browser.find_element(By.ID, "act-confirm").click()
+    wait(browser, lambda d: d.find_element(By.ID, "act-error").text, what="the refusal")
+    browser.find_element(By.ID, "act-cancel").click()
+    assert "io.relctl.tenant.pinned.v1" in act("pin", "keep it steady", tenant=tenant)
+    assert admin.call("GET", "/v1/resolve", tenant=tenant, task=task)["source"] == "pin"
+    assert "io.relctl.rollout.frozen.v1" in act("freeze", "incident 4711")
+    wait(browser, lambda d: card_state(d, rollout) == "Frozen", what="Frozen, live")
+    assert "io.relctl.rollout.resumed.v1" in act("resume", "incident closed")  # admin only
+    wait(browser, lambda d: card_state(d, rollout) == "Running", what="Running again")
+    browser.find_element(By.ID, "tab-overrides").click()
+    wait(browser, lambda d: task in d.find_element(By.ID, "pins-rows").text, what="the pin")
+    assert "keep it steady" in browser.find_element(By.ID, "pins-rows").text
+
+
 def test_an_auditor_sees_everything_and_no_action_buttons(
         stack: Stack, admin: Api, browser: WebDriver) -> None:
     task = unique_task("audited")

@@ -309,6 +309,8 @@
     if (action === "pin") {
       const select = clear($("act-release"));
       for (const n of [r.baseline, r.candidate]) select.append(el("option", { value: n }, `v${n}`));
+      const known = clear($("act-tenants"));
+      for (const t of [...new Set(Object.values(r.arms || {}).flat())].sort()) known.append(el("option", { value: t }));
       $("act-tenant").value = "";
     }
     $("act-evidence").textContent = pending.evidence ? JSON.stringify(pending.evidence, null, 2)
