@@ -212,14 +212,17 @@ class ConsoleFeed:
         return [by_rule[rule] for rule in sorted(by_rule)]
 
     def alerts(self, task: str | None = None, tenant: str | None = None,
-               since: datetime | None = None, until: datetime | None = None
-               ) -> list[dict[str, Any]]:
-        """Alerts seen on ``relctl.alerts``, newest first, filtered."""
+               since: datetime | None = None, until: datetime | None = None,
+               actor: str | None = None) -> list[dict[str, Any]]:
+        """Alerts seen on ``relctl.alerts``, newest first, filtered (``tenant``: the alerts
+        whose evidence names it; alerts are per release or rollout, not per tenant)."""
         found = []
         with self.lock:
             alerts = list(self.recent_alerts)
         for alert in reversed(alerts):
             if task and alert.get("task") != task:
+                continue
+            if actor and alert.get("actor") != actor:
                 continue
             if tenant and tenant not in json.dumps(alert.get("evidence", {})):
                 continue

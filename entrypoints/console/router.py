@@ -93,11 +93,11 @@ def console_router(runtime: Runtime, auth: Authenticator,
                                   _aware(since, "since"), _aware(until, "until"), limit))
 
     @router.get("/console/api/alerts", responses=READ_ERRORS)
-    def alerts(task: str | None = None, tenant: str | None = None,
+    def alerts(task: str | None = None, tenant: str | None = None, actor: str | None = None,
                since: Instant | None = None, until: Instant | None = None,
                _: Principal = reader) -> Response:
         return secured(live.alerts(task or None, tenant or None, _aware(since, "since"),
-                                   _aware(until, "until")))
+                                   _aware(until, "until"), actor or None))
 
     @router.get("/console/api/inventory", responses=READ_ERRORS)
     def inventory(_: Principal = reader) -> Response:

@@ -85,6 +85,16 @@ def test_a_rollout_the_guard_rolls_back_turns_rolled_back_without_a_reload(
     assert "relctl-guard" in card_text(browser, rollout, ".decision")
     assert card_actions(browser, rollout) == [], "nothing left to do"
     assert admin.state(rollout) == "RolledBack"
+    # The decision is an alert too, with its evidence, found by task and actor.
+    browser.find_element(By.ID, "tab-alerts").click()
+    browser.find_element(By.ID, "alerts-task").send_keys(task)
+    browser.find_element(By.ID, "alerts-actor").send_keys("relctl-guard")
+    browser.find_element(By.CSS_SELECTOR, "#alerts-form button[type=submit]").click()
+    wait(browser, lambda d: f"rollback of {task} by relctl-guard" in d.find_element(
+        By.ID, "alerts-list").text, what="the decision among the alerts")
+    items = browser.execute_script(
+        "return [...document.querySelectorAll('#alerts-list li')].map(li => li.textContent)")
+    assert len(items) == 1 and "Evidence" in items[0]
 
 
 def test_a_rollback_by_hand_asks_for_a_reason_and_lands_in_the_audit_timeline(

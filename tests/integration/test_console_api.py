@@ -105,6 +105,7 @@ def test_an_alert_on_the_topic_reaches_the_stream_and_the_filters(
         assert [a["rule"] for a in http.get("/console/api/alerts",
                                             params={"task": "csat"}).json()] == ["llm-error-rate"]
         assert http.get("/console/api/alerts", params={"task": "qa"}).json() == []
+        assert http.get("/console/api/alerts", params={"actor": "relctl-guard"}).json() == []
         assert http.get("/console/api/alerts", params={
             "since": "2026-12-01T11:00:00Z"}).json() == []
 

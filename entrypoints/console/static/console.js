@@ -420,6 +420,7 @@
     if (event) event.preventDefault();
     $("alerts-error").textContent = "";
     alertFilter = { task: $("alerts-task").value.trim(), tenant: $("alerts-tenant").value.trim(),
+                    actor: $("alerts-actor").value.trim(),
                     since: iso($("alerts-since").value), until: iso($("alerts-until").value) };
     try { state.alerts = await api("GET", "/console/api/alerts" + query(alertFilter)); renderAlerts(); }
     catch (e) { $("alerts-error").textContent = e.message; }
@@ -427,7 +428,7 @@
   function renderAlerts() {
     const list = clear($("alerts-list"));
     const f = alertFilter;
-    const shown = state.alerts.filter((a) => (!f.task || a.task === f.task) && (!f.since || (a.at || "") >= f.since) && (!f.until || (a.at || "") < f.until) &&
+    const shown = state.alerts.filter((a) => (!f.task || a.task === f.task) && (!f.actor || a.actor === f.actor) && (!f.since || (a.at || "") >= f.since) && (!f.until || (a.at || "") < f.until) &&
                                              (!f.tenant || JSON.stringify(a.evidence || {}).includes(f.tenant)));
     for (const a of shown) {
       const title = a.kind === "decision" ? `${a.action} of ${a.task} by ${a.actor}` : `${a.rule} ${a.kind} (${a.severity || "—"})`;
