@@ -103,14 +103,14 @@ class ConsoleFeed:
 
     def _start(self) -> None:
         """On the feed loop: start the watchers from scratch (topics read from their start)."""
-        if self.tasks:
+        if self.tasks:  # still running (the last page left and another came back at once)
+            self.ready.set()
             return
         with self.lock:
             self.series.clear()
             self.latest.clear()
             self.recent_alerts.clear()
         self.rollout_position = self.audit_seq = -1
-        self.ready.clear()
         self.tasks.append(asyncio.create_task(self._watch_store(), name="console-store"))
         if self.runtime.settings.kafka_bootstrap:
             partitions = {s.name: s.partitions for s in topic_specs(self.runtime.settings)}
@@ -133,6 +133,8 @@ class ConsoleFeed:
         """A queue of live changes, read from the caller's (running) event loop."""
         queue: asyncio.Queue[Change | None] = asyncio.Queue(QUEUE_SIZE)
         with self.lock:
+            if not self.subscribers:
+                self.ready.clear()  # until the (re)started watchers have their positions
             self.subscribers[queue] = asyncio.get_running_loop()
         self._feed_loop().call_soon_threadsafe(self._start)
         return queue

@@ -135,3 +135,22 @@ def test_the_audit_timeline_filters_newest_first(
     producer = server.token("pipeline", "producer", ("acme",))
     with server.client(producer) as http:
         assert http.get("/console/api/audit").status_code == 403
+
+
+def test_a_page_that_comes_back_gets_a_fresh_snapshot_and_the_changes_after_it(
+        runtime: Runtime, projected: None, server: Server) -> None:
+    """The watchers stop when the last page leaves and start again for the next one."""
+    seed_tasks(runtime.app, ("csat",))
+    rollout = runtime.app.plan_rollout("csat", 2, **WHO)["aggregate"]["id"]
+    for round_ in range(3):
+        with server.client() as http, http.stream("GET", "/console/api/stream",
+                                                  timeout=30) as response:
+            events = Events(response)
+            cards = {c["id"]: c for c in events.next("snapshot")["rollouts"]}
+            assert cards[rollout]["state"] == ("Planned", "Running", "Paused")[round_]
+            if round_ == 0:
+                runtime.app.start_rollout(UUID(rollout), **WHO)
+                assert events.next("rollout")["state"] == "Running"
+            elif round_ == 1:
+                runtime.app.pause_rollout(UUID(rollout), **WHO)
+                assert events.next("rollout")["state"] == "Paused"
