@@ -29,6 +29,7 @@ from relctl.entrypoints.api.resolve import resolve_router
 from relctl.entrypoints.api.rollouts import rollouts_router
 from relctl.entrypoints.api.tenants import tenants_router
 from relctl.entrypoints.api.tokens import tokens_router
+from relctl.entrypoints.console.router import console_router
 from relctl.infra.bootstrap import Runtime
 from starlette.exceptions import HTTPException
 
@@ -96,5 +97,6 @@ def create_api(runtime: Runtime, on_change: Callable[[], None] = lambda: None) -
     api.include_router(read_router(runtime, auth))
     api.include_router(alerts_router(runtime, auth))
     api.include_router(release_notes_router(runtime, auth))
+    api.include_router(console_router(runtime, auth))
     api.add_middleware(RequestLimits)
     return api

@@ -1,0 +1,1 @@
+"""The operator console: one web page served by the API process at ``/console``."""
