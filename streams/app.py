@@ -31,15 +31,17 @@ from relctl.streams.tables import TableStore, changelog_spec, guard_table
 from relctl.streams.topics import worker_topics
 from relctl.streams.transport import register as register_transport
 
-__all__ = ["DEDUP_ENV", "GuardWorker", "make_app", "worker_metrics"]
+__all__ = ["DEDUP_ENV", "GUARD_TICK_ENV", "GuardWorker", "make_app", "worker_metrics"]
 
 logger = logging.getLogger(__name__)
 # For the throughput benchmark only: count every delivery (a crash can then double-count).
 DEDUP_ENV = "RELCTL_BENCH_GUARD_DEDUP"
 
 # How often every guarded rollout is judged without traffic (a for-duration completes within
-# about this long after its end, and a rollout the index just learned is judged within it).
+# about this long after its end). A rollout the control index just learned is judged at once.
 GUARD_TICK_SECONDS = 1.0
+# Tests only: another tick period, 0 for none (to show what the learn hook alone decides).
+GUARD_TICK_ENV = "RELCTL_GUARD_TICK_SECONDS"
 
 
 def make_app(settings: Settings, app_id: str | None = None) -> faust.App:
@@ -75,7 +77,7 @@ class GuardWorker:
         self.topics = worker_topics(app, settings)
         self.table = guard_table(app, settings.evaluation_partitions)
         self.index = ControlIndex()
-        self.control = ControlFollower(settings, self.index)
+        self.control = ControlFollower(settings, self.index, self._judge_now)
         dedup = os.environ.get(DEDUP_ENV, "1") != "0"
         if not dedup:
             logger.warning("%s=0: evaluations are NOT de-duplicated (benchmark mode)", DEDUP_ENV)
@@ -91,9 +93,16 @@ class GuardWorker:
         app.agent(self.topics.partials, name="guard")(self.judge.run)
         app.task(self.control.follow)
         app.timer(5.0)(self._housekeeping)
-        app.timer(GUARD_TICK_SECONDS)(self.judge.tick)
+        tick = float(os.environ.get(GUARD_TICK_ENV) or GUARD_TICK_SECONDS)
+        if tick > 0:
+            app.timer(tick)(self.judge.tick)
+        else:
+            logger.warning("%s=0: no guard tick (tests only)", GUARD_TICK_ENV)
         app.on_partitions_revoked.connect(self._on_rebalance)
         app.on_partitions_assigned.connect(self._on_rebalance)
+
+    async def _judge_now(self, tasks: list[str]) -> None:
+        await self.judge.judge_now(tasks)
 
     def topic_specs(self) -> list[TopicSpec]:
         """Topics this worker needs besides the shared ones: its table's changelog."""

@@ -2,12 +2,16 @@
 
 It assigns itself every partition (no consumer group: each worker needs the whole log), reads
 from the beginning, and sets ``ready`` once it has caught up, so the agents start judging only
-with a complete index. A broker outage restarts the consumer; re-reading from the start is
+with a complete index. When the index learns a guarded rollout (started, advanced, resumed) the
+follower calls ``on_learned`` with its task, so that rollout is judged at once: evaluations that
+reached the worker before the rollout did are then decided without waiting for more traffic or
+for the next guard tick. A broker outage restarts the consumer; re-reading from the start is
 harmless because the index skips events it has already applied.
 """
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -20,10 +24,19 @@ from relctl.streams.metrics import CONTROL_EVENTS, CONTROL_MALFORMED, ROLLOUT_ST
 logger = logging.getLogger(__name__)
 
 
+OnLearned = Callable[[list[str]], Awaitable[None]]
+
+
+async def _nothing(_: list[str]) -> None:
+    return None
+
+
 class ControlFollower:
-    def __init__(self, settings: Settings, index: ControlIndex) -> None:
+    def __init__(self, settings: Settings, index: ControlIndex,
+                 on_learned: OnLearned = _nothing) -> None:
         self.settings = settings
         self.index = index
+        self.on_learned = on_learned
         self.ready = asyncio.Event()
 
     async def follow(self) -> None:
@@ -55,8 +68,18 @@ class ControlFollower:
                 if not batch and not self.ready.is_set():
                     logger.info("control index caught up: %d events", self.index.applied)
                     self.ready.set()
+                await self._judge_learned()
         finally:
             await consumer.stop()
+
+    async def _judge_learned(self) -> None:
+        """Have the rollouts the index just learned judged now (once caught up: before that
+        the agents do not judge, and what was learned meanwhile is judged when it is ready)."""
+        if not self.ready.is_set():
+            return
+        learned = self.index.take_learned()
+        if learned:
+            await self.on_learned(learned)
 
     def apply(self, record: Any) -> None:
         """Apply one control record; a malformed one is counted and skipped, never fatal
