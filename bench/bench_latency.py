@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 from aiokafka import AIOKafkaConsumer
 from relctl.adapters.ingest import BATCH, structured_event, to_kafka
 from relctl.adapters.kafka import make_producer
@@ -89,10 +90,13 @@ def read_metric(port: int, name: str, **labels: str) -> float | None:
 
 
 class Bench:
-    def __init__(self, api: httpx.Client, bootstrap: str, metrics_port: int) -> None:
+    def __init__(self, api: httpx.Client, bootstrap: str, metrics_port: int, name: str,
+                 data_dir: Path) -> None:
         self.api = api
         self.bootstrap = bootstrap
         self.metrics_port = metrics_port
+        self.name = name
+        self.data_dir = data_dir
 
     def ok(self, response: httpx.Response) -> Any:
         assert response.status_code < 300, response.text
@@ -163,18 +167,25 @@ class Bench:
         raise AssertionError(f"trial {index}: no rollback within 30 s (rule outcome {outcome})")
 
 
-async def trials(bench: Bench, count: int, label: str) -> list[float]:
-    producer = make_producer(bench.bootstrap)
-    await producer.start()
+async def trials(benches: list["Bench"], count: int, label: str) -> list[list[float]]:
+    """``count`` trials on each bench, interleaved (trial i on every stack before trial i+1),
+    so a machine whose load drifts affects every stack alike."""
+    producers = [make_producer(bench.bootstrap) for bench in benches]
+    for producer in producers:
+        await producer.start()
     try:
-        await bench.trial(producer, -1)  # warm-up: the pipeline end to end once
-        found = []
+        for bench, producer in zip(benches, producers, strict=True):
+            await bench.trial(producer, -1)  # warm-up: the pipeline end to end once
+        found: list[list[float]] = [[] for _ in benches]
         for i in range(count):
-            found.append(await bench.trial(producer, i))
-            print(f"  {label} trial {i}: {found[-1] * 1000:.1f} ms", file=sys.stderr)
+            for n, (bench, producer) in enumerate(zip(benches, producers, strict=True)):
+                found[n].append(await bench.trial(producer, i))
+                print(f"  {label} {bench.name} trial {i}: {found[n][-1] * 1000:.1f} ms",
+                      file=sys.stderr)
         return found
     finally:
-        await producer.stop()
+        for producer in producers:
+            await producer.stop()
 
 
 async def hop_floor(bootstrap: str, samples: int = 200) -> list[float]:
@@ -269,34 +280,99 @@ def overload_warnings(log: Path) -> dict[str, int]:
     return {needle: text.count(needle) for needle in OVERLOAD}
 
 
-def measure(args: argparse.Namespace, bench: Bench, data_dir: Path) -> list[str]:
+def worker_cpu(data_dir: Path) -> float:
+    """CPU seconds (user + system) the guard worker used so far."""
+    stack = json.loads((data_dir / "stack.json").read_text())
+    [pid] = [c["pid"] for c in stack["children"] if c["role"] == "worker"]
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def lag(bench: "Bench") -> float:
+    text = httpx.get(f"http://127.0.0.1:{bench.metrics_port}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("relctl_worker_consumer_lag{"))
+
+
+class Stack:
+    """`relctl up` (embedded PostgreSQL and broker, one worker) as a subprocess, with extra
+    environment for the configuration under test."""
+
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.data_dir = Path(tempfile.mkdtemp(prefix="relctl-latency-"))
+        port, self.metrics_port = free_port(), free_port()
+        full = {k: v for k, v in os.environ.items()
+                if k not in ("RELCTL_DATABASE_URL", "RELCTL_KAFKA_BOOTSTRAP")}
+        full.update(env, RELCTL_WORKER_METRICS_PORT=str(self.metrics_port))
+        self.port = port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "relctl.entrypoints.cli", "up", "--data-dir",
+             str(self.data_dir), "--api-port", str(port)], env=full,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def bench(self) -> "Bench":
+        wait_for_port("127.0.0.1", self.port, timeout=120)
+        wait_for_port("127.0.0.1", self.metrics_port, timeout=120)
+        token = (self.data_dir / "admin-token").read_text().strip()
+        bootstrap = json.loads((self.data_dir / "stack.json").read_text())["kafka_bootstrap"]
+        api = httpx.Client(base_url=f"http://127.0.0.1:{self.port}",
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return Bench(api, bootstrap, self.metrics_port, self.name, self.data_dir)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(60)
+        if os.environ.get("RELCTL_BENCH_KEEP"):
+            print(f"kept {self.data_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def loaded(args: argparse.Namespace, bench: "Bench") -> tuple[list[float], str]:
+    """Trials on one stack while the load process runs against it."""
+    load_task = f"load-{uuid.uuid4().hex[:4]}"
+    rule = {"name": "load-errors", "metric": "llm_error_rate", "comparator": ">",
+            "threshold": 0.5, "min_samples": 20, "window_seconds": 60, "for_seconds": 0,
+            "gate_class": "RollbackTrigger"}
+    bench.wait_running(bench.setup_task(load_task, rule, [50, 100]))
+    log = bench.data_dir / "worker.log"
+    before = overload_warnings(log)
+    generator = LoadProcess(bench.bootstrap, load_task, args.rate, args.batch, args.tenants)
+    try:
+        time.sleep(args.warm)  # let the worker reach its steady state
+        counted, since, cpu = bench.processed(), time.monotonic(), worker_cpu(bench.data_dir)
+        lag_before = lag(bench)
+        [found] = asyncio.run(trials([bench], args.trials, "loaded"))
+        elapsed = time.monotonic() - since
+        worker_rate = (bench.processed() - counted) / elapsed
+        cpu_share = 100 * (worker_cpu(bench.data_dir) - cpu) / elapsed
+        lag_after = lag(bench)
+    finally:
+        sent = generator.stop()
+    after = overload_warnings(log)
+    note = (f"load on {bench.name}: generator sent {sent['sent'] / sent['seconds']:,.0f} "
+            f"evaluations/s (asked {args.rate:,.0f}/s, {args.tenants} tenants, batches of "
+            f"{args.batch}); the worker processed {worker_rate:,.0f}/s during the loaded trials "
+            f"at {cpu_share:.0f} % of a core; its consumer lag went from {lag_before:,.0f} to "
+            f"{lag_after:,.0f} Kafka records; Faust overload warnings: " + ", ".join(
+                f"{k!r} x{after[k] - before[k]}" for k in OVERLOAD))
+    return found, note
+
+
+def measure(args: argparse.Namespace, benches: list["Bench"]) -> list[str]:
     out = []
     if not args.skip_isolated:
-        isolated = asyncio.run(trials(bench, args.trials, "isolated"))
-        out.append(line("isolated:   breach -> /v1/resolve returns baseline", isolated))
+        for bench, found in zip(benches, asyncio.run(trials(benches, args.trials, "isolated")),
+                                strict=True):
+            out.append(line(f"isolated   {bench.name:8s}: breach -> resolve returns baseline",
+                            found))
     if args.rate > 0:
-        load_task = f"load-{uuid.uuid4().hex[:4]}"
-        rule = {"name": "load-errors", "metric": "llm_error_rate", "comparator": ">",
-                "threshold": 0.5, "min_samples": 20, "window_seconds": 60, "for_seconds": 0,
-                "gate_class": "RollbackTrigger"}
-        bench.wait_running(bench.setup_task(load_task, rule, [50, 100]))
-        before = overload_warnings(data_dir / "worker.log")
-        generator = LoadProcess(bench.bootstrap, load_task, args.rate, args.batch, args.tenants)
-        try:
-            time.sleep(args.warm)  # let the worker reach its steady state
-            counted, since = bench.processed(), time.monotonic()
-            loaded = asyncio.run(trials(bench, args.trials, "loaded"))
-            worker_rate = (bench.processed() - counted) / (time.monotonic() - since)
-        finally:
-            sent = generator.stop()
-        after = overload_warnings(data_dir / "worker.log")
-        out.append(line("under load: breach -> /v1/resolve returns baseline", loaded))
-        out.append(f"load: generator sent {sent['sent'] / sent['seconds']:,.0f} evaluations/s "
-                   f"(asked {args.rate:,.0f}/s, {args.tenants} tenants, batches of "
-                   f"{args.batch}); the worker processed {worker_rate:,.0f}/s during the loaded "
-                   "trials")
-        out.append("worker overload warnings during the load: " + ", ".join(
-            f"{k!r} x{after[k] - before[k]}" for k in OVERLOAD))
+        for bench in benches:
+            found, note = loaded(args, bench)
+            out.append(line(f"under load {bench.name:8s}: breach -> resolve returns baseline",
+                            found))
+            out.append("  " + note)
     return out
 
 
@@ -310,40 +386,30 @@ def main() -> None:
     parser.add_argument("--warm", type=float, default=10.0,
                         help="seconds of load before the loaded trials")
     parser.add_argument("--skip-isolated", action="store_true")
+    parser.add_argument("--baseline-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="also run a second stack with this environment (repeatable), "
+                             "interleaving its isolated trials with the default stack's")
     parser.add_argument("--load-child", nargs=2, metavar=("BOOTSTRAP", "TASK"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_child:
         asyncio.run(load(*args.load_child, args.rate, args.batch, args.tenants))
         return
-    data_dir = Path(tempfile.mkdtemp(prefix="relctl-latency-"))
-    port, metrics_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RELCTL_DATABASE_URL", "RELCTL_KAFKA_BOOTSTRAP")}
-    env["RELCTL_WORKER_METRICS_PORT"] = str(metrics_port)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "relctl.entrypoints.cli", "up", "--data-dir", str(data_dir),
-         "--api-port", str(port)], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+    stacks = [Stack("now", {})]
+    if args.baseline_env:
+        stacks.append(Stack("baseline", dict(kv.split("=", 1) for kv in args.baseline_env)))
     try:
-        wait_for_port("127.0.0.1", port, timeout=90)
-        wait_for_port("127.0.0.1", metrics_port, timeout=90)
-        token = (data_dir / "admin-token").read_text().strip()
-        bootstrap = json.loads((data_dir / "stack.json").read_text())["kafka_bootstrap"]
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}",
-                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        results = measure(args, Bench(api, bootstrap, metrics_port), data_dir)
-        hops = asyncio.run(hop_floor(bootstrap))
+        benches = [stack.bench() for stack in stacks]
+        results = measure(args, benches)
+        hops = asyncio.run(hop_floor(benches[0].bootstrap))
     finally:
-        process.terminate()
-        process.wait(30)
-        if os.environ.get("RELCTL_BENCH_KEEP"):
-            print(f"kept {data_dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        for stack in stacks:
+            stack.stop()
+    if args.baseline_env:
+        print(f"baseline stack: the same code with {' '.join(args.baseline_env)}")
     for result in results:
         print(result)
-    print(line("floor: produce -> consume, one hop               ", hops))
+    print(line("floor: produce -> consume, one hop                   ", hops))
 
 
 if __name__ == "__main__":

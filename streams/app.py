@@ -46,7 +46,7 @@ GUARD_TICK_ENV = "RELCTL_GUARD_TICK_SECONDS"
 
 def make_app(settings: Settings, app_id: str | None = None) -> faust.App:
     """The worker's Faust app, configured for low latency on a Kafka-protocol broker."""
-    scheme = register_transport(settings.fetch_max_wait_ms)
+    scheme = register_transport(settings.fetch_max_wait_ms, settings.fetch_idle_wait_ms)
     brokers = ";".join(f"{scheme}://{host}" for host in (settings.kafka_bootstrap or "").split(","))
     faust_dir = settings.data_dir.resolve() / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level

@@ -17,11 +17,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from relctl.adapters import cloudevents
 from relctl.adapters.config import Settings
+from relctl.adapters.fetch_wait import AdaptiveFetchWait
 from relctl.adapters.retrying import fixed, retry_forever
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.metrics import CONTROL_EVENTS, CONTROL_MALFORMED, ROLLOUT_STATE, STATE_CODE
 
 logger = logging.getLogger(__name__)
+# The follower's fetch wait while control events flow, and once idle. Not on the decision path
+# (a decision is judged from stage-2 state); a rollout just started is learned, and judged by
+# the learn hook, within about the idle wait on a broker that holds fetches.
+BUSY_WAIT_MS = 50
+IDLE_WAIT_MS = 250
 
 
 OnLearned = Callable[[list[str]], Awaitable[None]]
@@ -52,15 +58,16 @@ class ControlFollower:
     async def read(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=50)
+                                    fetch_max_wait_ms=BUSY_WAIT_MS)
         await consumer.start()
+        AdaptiveFetchWait(BUSY_WAIT_MS, IDLE_WAIT_MS).install(consumer)
         try:
             topic = self.settings.topic("control")
             tps = [TopicPartition(topic, p) for p in range(self.settings.control_partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             while True:
-                batch = await consumer.getmany(timeout_ms=200)
+                batch = await consumer.getmany(timeout_ms=IDLE_WAIT_MS)
                 for records in batch.values():
                     for record in records:
                         self.apply(record)
