@@ -145,7 +145,7 @@ class CommandConsumer:
         try:
             await consumer.start()
             AdaptiveFetchWait(self.settings.fetch_max_wait_ms, self.settings.fetch_idle_wait_ms,
-                              single_idle_ms=IDLE_WAIT_MS).install(consumer)
+                              single_idle_ms=IDLE_WAIT_MS, name="commands").install(consumer)
             await producer.start()
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500)

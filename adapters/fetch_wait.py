@@ -25,7 +25,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import Counter
+
 logger = logging.getLogger(__name__)
+
+FETCHES = Counter("relctl_kafka_fetches_total",
+                  "Fetch responses per consumer, with records or empty (an idle consumer's empty "
+                  "fetches are what it costs the broker)", ["consumer", "records"])
 
 # The wait while records flow: every hop of a decision pays at most about this on a broker that
 # holds fetches.
@@ -41,7 +47,8 @@ class AdaptiveFetchWait:
 
     def __init__(self, busy_ms: int, idle_ms: int, linger: float = LINGER_SECONDS,
                  clock: Callable[[], float] = time.monotonic,
-                 single_idle_ms: int | None = None) -> None:
+                 single_idle_ms: int | None = None, name: str = "consumer") -> None:
+        self.name = name
         self.busy_ms = busy_ms
         self.idle_ms = max(idle_ms, busy_ms)
         self.single_idle_ms = max(single_idle_ms or self.idle_ms, self.idle_ms)
@@ -70,8 +77,11 @@ class AdaptiveFetchWait:
             raise RuntimeError("aiokafka's fetcher changed: adaptive fetch waits need "
                                "Fetcher._proc_fetch_request and _fetch_max_wait_ms")
 
+        with_records, empty = FETCHES.labels(self.name, "yes"), FETCHES.labels(self.name, "no")
+
         async def fetch(*args: Any, **kwargs: Any) -> bool:
             got = await original(*args, **kwargs)
+            (with_records if got else empty).inc()
             fetcher._fetch_max_wait_ms = self.saw(bool(got), len(consumer.assignment()))
             return got
 

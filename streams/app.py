@@ -14,6 +14,7 @@ Delivery is at least once (the embedded broker has no idempotent producer, so no
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -31,7 +32,7 @@ from relctl.streams.tables import TableStore, changelog_spec, guard_table
 from relctl.streams.topics import worker_topics
 from relctl.streams.transport import register as register_transport
 
-__all__ = ["DEDUP_ENV", "GUARD_TICK_ENV", "GuardWorker", "make_app", "worker_metrics"]
+__all__ = ["DEDUP_ENV", "GUARD_TICK_ENV", "GuardWorker", "Tuning", "make_app", "worker_metrics"]
 
 logger = logging.getLogger(__name__)
 # For the throughput benchmark only: count every delivery (a crash can then double-count).
@@ -44,8 +45,32 @@ GUARD_TICK_SECONDS = 1.0
 GUARD_TICK_ENV = "RELCTL_GUARD_TICK_SECONDS"
 
 
-def make_app(settings: Settings, app_id: str | None = None) -> faust.App:
+@dataclass(frozen=True)
+class Tuning:
+    """Worker knobs that trade latency against per-record overhead. The defaults are what
+    ``bench/bench_latency.py`` measured best; each can be overridden through the environment
+    (``RELCTL_WORKER_<NAME>``), which is how the benchmark compares settings in one run."""
+
+    commit_interval: float = 0.5  # s between offset commits (each flushes the producer)
+    producer_linger_ms: float = 0.0  # the worker producer's linger (batching of sends)
+    max_poll_records: int = 2000  # records per fetch handed to the agents
+    batch_within_ms: float = 5.0  # stage 1's batch window (a record waits at most this)
+
+    @classmethod
+    def from_env(cls) -> "Tuning":
+        values: dict[str, Any] = {}
+        for name, kind in (("commit_interval", float), ("producer_linger_ms", float),
+                           ("max_poll_records", int), ("batch_within_ms", float)):
+            raw = os.environ.get(f"RELCTL_WORKER_{name.upper()}")
+            if raw:
+                values[name] = kind(raw)
+        return cls(**values)
+
+
+def make_app(settings: Settings, app_id: str | None = None,
+             tuning: Tuning | None = None) -> faust.App:
     """The worker's Faust app, configured for low latency on a Kafka-protocol broker."""
+    tuning = tuning or Tuning.from_env()
     scheme = register_transport(settings.fetch_max_wait_ms, settings.fetch_idle_wait_ms)
     brokers = ";".join(f"{scheme}://{host}" for host in (settings.kafka_bootstrap or "").split(","))
     faust_dir = settings.data_dir.resolve() / "faust"
@@ -55,13 +80,14 @@ def make_app(settings: Settings, app_id: str | None = None) -> faust.App:
         topic_partitions=settings.evaluation_partitions, key_serializer="raw",
         value_serializer="raw",
         broker_session_timeout=6, broker_rebalance_timeout=6, broker_heartbeat_interval=1,
-        broker_commit_interval=0.5, consumer_auto_offset_reset="earliest",
+        broker_commit_interval=tuning.commit_interval, consumer_auto_offset_reset="earliest",
         # Faust's own files go under relctl's data directory, not the working directory.
         datadir=str(faust_dir / "{conf.name}"),
-        web_enabled=False, producer_linger=0.0, stream_wait_empty=False,
+        web_enabled=False, producer_linger=tuning.producer_linger_ms / 1000,
+        stream_wait_empty=False,
         topic_allow_declare=False, topic_disable_leader=True,
         # Producers send CloudEvents batches (~100 kB per record); fetch many per request.
-        consumer_max_fetch_size=8 * 1024 * 1024, broker_max_poll_records=2000,
+        consumer_max_fetch_size=8 * 1024 * 1024, broker_max_poll_records=tuning.max_poll_records,
     )
 
 
@@ -70,10 +96,14 @@ class GuardWorker:
 
     def __init__(self, settings: Settings, alert_rules: tuple[AlertRule, ...],
                  app_id: str | None = None, batch_max: int = 2000,
-                 batch_within: float = 0.005, alertmanager_url: str | None = None) -> None:
+                 batch_within: float | None = None, alertmanager_url: str | None = None,
+                 tuning: Tuning | None = None) -> None:
         assert settings.kafka_bootstrap, "a worker needs a broker"
         self.settings = settings
-        self.app = app = make_app(settings, app_id)
+        tuning = tuning or Tuning.from_env()
+        if batch_within is None:
+            batch_within = tuning.batch_within_ms / 1000
+        self.app = app = make_app(settings, app_id, tuning)
         self.topics = worker_topics(app, settings)
         self.table = guard_table(app, settings.evaluation_partitions)
         self.index = ControlIndex()

@@ -30,7 +30,8 @@ class LowLatencyConsumerThread(AIOKafkaConsumerThread):
 
     async def on_start(self) -> None:
         await super().on_start()
-        AdaptiveFetchWait(self.fetch_max_wait_ms, self.fetch_idle_wait_ms).install(
+        AdaptiveFetchWait(self.fetch_max_wait_ms, self.fetch_idle_wait_ms,
+                          name="worker").install(
             self._consumer)
 
 
