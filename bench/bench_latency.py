@@ -2,6 +2,7 @@
 condition true to the moment `GET /v1/resolve` returns the baseline.
 
 Run: .venv/bin/python -m bench.bench_latency [--trials 100] [--rate 5000]
+     [--baseline-env KEY=VALUE ...] [--env KEY=VALUE ...]
 
 Runs `relctl up` (embedded PostgreSQL and broker, one guard worker) as a subprocess. Each trial
 creates a task with a running rollout (every tenant on the candidate) and a RollbackTrigger
@@ -14,10 +15,13 @@ In one run:
 1. isolated: the trials on an otherwise idle stack;
 2. under load: the same trials while a separate load process pushes ``--rate`` valid
    evaluations/s (CloudEvents batches of ``--batch``, ``--tenants`` other tenants, one other
-   task with its own running, guarded rollout) through the same worker;
+   task with its own running, guarded rollout) through the same worker; printed with the
+   rate the worker really processed meanwhile, its CPU share, its consumer lag before and
+   after, and how often it logged Faust's overload warnings;
 3. the floor: produce -> consume of one record on the same broker.
-It also prints the rate the worker really processed during the loaded trials, and how often
-the worker logged Faust's overload warnings.
+With ``--baseline-env`` a second stack runs the same code with that environment (for example
+``RELCTL_FETCH_IDLE_WAIT_MS=10``, the fixed 10 ms fetch wait of before); its isolated trials
+are interleaved with the first stack's, so drifting machine load hits both alike.
 """
 
 import argparse
@@ -55,6 +59,8 @@ SPEC: dict[str, Any] = {
     "output_schema_version": "1",
 }
 TOPIC = "relctl.evaluations"
+# A pause longer than the adaptive fetch waits' linger (adapters/fetch_wait.py), for --cold.
+COLD_SECONDS = 1.5
 # Faust's own warnings when a worker falls behind (the issue saw both in a burst).
 OVERLOAD = ("Timer commit is overlapping", "producer buffer full")
 
@@ -97,6 +103,7 @@ class Bench:
         self.metrics_port = metrics_port
         self.name = name
         self.data_dir = data_dir
+        self.cold = False
 
     def ok(self, response: httpx.Response) -> Any:
         assert response.status_code < 300, response.text
@@ -151,6 +158,8 @@ class Bench:
             await asyncio.sleep(0.05)
         else:
             raise AssertionError(f"trial {index}: stage 2 never counted the first 19")
+        if self.cold:  # every consumer back on its idle fetch wait
+            await asyncio.sleep(COLD_SECONDS)
         key, value, headers = to_kafka(records[19])
         await producer.send_and_wait(TOPIC, value=value, key=key, headers=headers)
         started = time.perf_counter()
@@ -386,25 +395,37 @@ def main() -> None:
     parser.add_argument("--warm", type=float, default=10.0,
                         help="seconds of load before the loaded trials")
     parser.add_argument("--skip-isolated", action="store_true")
+    parser.add_argument("--cold", action="store_true",
+                        help=f"pause {COLD_SECONDS} s before the breaching evaluation, so every "
+                             "consumer is on its idle fetch wait (a first breach after a quiet "
+                             "spell)")
     parser.add_argument("--baseline-env", action="append", default=[], metavar="KEY=VALUE",
                         help="also run a second stack with this environment (repeatable), "
                              "interleaving its isolated trials with the default stack's")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment of the stack under test (repeatable)")
     parser.add_argument("--load-child", nargs=2, metavar=("BOOTSTRAP", "TASK"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_child:
         asyncio.run(load(*args.load_child, args.rate, args.batch, args.tenants))
         return
-    stacks = [Stack("now", {})]
+    stacks = [Stack("now", dict(kv.split("=", 1) for kv in args.env))]
     if args.baseline_env:
         stacks.append(Stack("baseline", dict(kv.split("=", 1) for kv in args.baseline_env)))
     try:
         benches = [stack.bench() for stack in stacks]
+        for bench in benches:
+            bench.cold = args.cold
         results = measure(args, benches)
         hops = asyncio.run(hop_floor(benches[0].bootstrap))
     finally:
         for stack in stacks:
             stack.stop()
+    if args.cold:
+        print(f"cold trials: {COLD_SECONDS} s pause before the breaching evaluation")
+    if args.env:
+        print(f"stack under test ('now') with {' '.join(args.env)}")
     if args.baseline_env:
         print(f"baseline stack: the same code with {' '.join(args.baseline_env)}")
     for result in results:

@@ -55,12 +55,15 @@ class Tuning:
     producer_linger_ms: float = 0.0  # the worker producer's linger (batching of sends)
     max_poll_records: int = 2000  # records per fetch handed to the agents
     batch_within_ms: float = 5.0  # stage 1's batch window (a record waits at most this)
+    stream_buffer_maxsize: int = 4096  # Kafka records queued per partition ahead of an agent
+    batch_max: int = 2000  # Kafka records per stage-1 batch at most (bounds one batch's work)
 
     @classmethod
     def from_env(cls) -> "Tuning":
         values: dict[str, Any] = {}
         for name, kind in (("commit_interval", float), ("producer_linger_ms", float),
-                           ("max_poll_records", int), ("batch_within_ms", float)):
+                           ("max_poll_records", int), ("batch_within_ms", float),
+                           ("stream_buffer_maxsize", int), ("batch_max", int)):
             raw = os.environ.get(f"RELCTL_WORKER_{name.upper()}")
             if raw:
                 values[name] = kind(raw)
@@ -88,6 +91,7 @@ def make_app(settings: Settings, app_id: str | None = None,
         topic_allow_declare=False, topic_disable_leader=True,
         # Producers send CloudEvents batches (~100 kB per record); fetch many per request.
         consumer_max_fetch_size=8 * 1024 * 1024, broker_max_poll_records=tuning.max_poll_records,
+        stream_buffer_maxsize=tuning.stream_buffer_maxsize,
     )
 
 
@@ -95,7 +99,7 @@ class GuardWorker:
     """Builds the Faust app and the pure components it drives."""
 
     def __init__(self, settings: Settings, alert_rules: tuple[AlertRule, ...],
-                 app_id: str | None = None, batch_max: int = 2000,
+                 app_id: str | None = None, batch_max: int | None = None,
                  batch_within: float | None = None, alertmanager_url: str | None = None,
                  tuning: Tuning | None = None) -> None:
         assert settings.kafka_bootstrap, "a worker needs a broker"
@@ -103,6 +107,8 @@ class GuardWorker:
         tuning = tuning or Tuning.from_env()
         if batch_within is None:
             batch_within = tuning.batch_within_ms / 1000
+        if batch_max is None:
+            batch_max = tuning.batch_max
         self.app = app = make_app(settings, app_id, tuning)
         self.topics = worker_topics(app, settings)
         self.table = guard_table(app, settings.evaluation_partitions)
