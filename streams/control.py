@@ -60,8 +60,8 @@ class ControlFollower:
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     fetch_max_wait_ms=BUSY_WAIT_MS)
         await consumer.start()
-        AdaptiveFetchWait(BUSY_WAIT_MS, IDLE_WAIT_MS, name="control").install(consumer)
         try:
+            AdaptiveFetchWait(BUSY_WAIT_MS, IDLE_WAIT_MS, name="control").install(consumer)
             topic = self.settings.topic("control")
             tps = [TopicPartition(topic, p) for p in range(self.settings.control_partitions)]
             consumer.assign(tps)
