@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter
 from relctl.adapters.cloudevents import dead_letter, decision_record
 from relctl.adapters.config import Settings
+from relctl.adapters.fetch_wait import AdaptiveFetchWait
 from relctl.adapters.kafka import make_producer
 from relctl.adapters.retrying import fixed, retry_forever
 from relctl.application.service import ControlPlane, acting_as
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 # The actions a command may carry: every decision but ``alert`` (which only alerts).
 ACTIONS = (DecisionAction.ROLLBACK, DecisionAction.FREEZE, DecisionAction.PAUSE)
 _ACTION_VALUES = tuple(action.value for action in ACTIONS)
+# A member holding one partition waits this long per fetch once idle (answered on arrival).
+IDLE_WAIT_MS = 1000
 EXECUTED = Counter("relctl_automatic_commands_total", "Automatic decisions handled",
                    ["action", "result"])
 
@@ -110,16 +113,29 @@ class CommandConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop``; offsets are committed only after a command was handled.
 
+        One group member per partition of the topic (``control_partitions``), so that each
+        member's fetches name one partition: brokers answer those as soon as a command arrives
+        even with a long wait (the embedded broker holds a fetch naming several partitions),
+        so an idle control plane polls rarely without delaying a decision. A second control
+        plane joins the same group and shares the partitions. Commands of one rollout share a
+        partition (the key), so they are still executed in order.
+
         Nothing may stop the control plane: a failed session is restarted after 1 s (offsets
         are not committed for an unhandled command, so it is consumed again)."""
 
         def restarting(exc: BaseException, _: float) -> None:
             logger.warning("command consumer restarting after: %r", exc)
 
-        await retry_forever(lambda: self._session(stop), fixed(1.0), stop, restarting)
+        members = max(1, self.settings.control_partitions)
+        await asyncio.gather(*(
+            retry_forever(lambda: self._session(stop), fixed(1.0), stop, restarting)
+            for _ in range(members)))
 
     async def _session(self, stop: asyncio.Event) -> None:
-        """One consumer session, until ``stop`` or an error."""
+        """One member's session, until ``stop`` or an error. Its fetch wait is short while
+        commands flow; once idle, :data:`IDLE_WAIT_MS` while it holds one partition, else
+        ``fetch_idle_wait_ms`` (a decision is the last hop of breach -> rollback, and on a
+        broker that holds multi-partition fetches it pays up to that wait)."""
         consumer = AIOKafkaConsumer(
             self.settings.topic("commands"), bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=f"{self.settings.topic_prefix}-control-commands",
@@ -129,9 +145,11 @@ class CommandConsumer:
         producer = make_producer(self.settings.kafka_bootstrap or "")
         try:
             await consumer.start()
+            AdaptiveFetchWait(self.settings.fetch_max_wait_ms, self.settings.fetch_idle_wait_ms,
+                              single_idle_ms=IDLE_WAIT_MS, name="commands").install(consumer)
             await producer.start()
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=100)
+                batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():
                     for record in records:
                         await self.handle(producer, record.value)

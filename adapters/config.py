@@ -37,6 +37,8 @@ class Settings:
     alertmanager_url: str | None = None
     worker_metrics_port: int | None = None
     fetch_max_wait_ms: int = 10
+    # The wait of a consumer on the decision path once it has been idle (adapters/fetch_wait.py).
+    fetch_idle_wait_ms: int = 50
     unknown_release_grace_seconds: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -57,6 +59,7 @@ class Settings:
             alertmanager_url=os.environ.get("RELCTL_ALERTMANAGER_URL") or None,
             worker_metrics_port=_int("RELCTL_WORKER_METRICS_PORT", 0) or None,
             fetch_max_wait_ms=_int("RELCTL_FETCH_MAX_WAIT_MS", 10),
+            fetch_idle_wait_ms=_int("RELCTL_FETCH_IDLE_WAIT_MS", 50),
             unknown_release_grace_seconds=float(
                 os.environ.get("RELCTL_UNKNOWN_RELEASE_GRACE_SECONDS") or 10.0),
         )

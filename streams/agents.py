@@ -222,6 +222,13 @@ class GuardAgent:
             scope = task_scope(task)
             await self.topics.partials.send(key=scope.encode(), value=Partial(scope).encode())
 
+    async def judge_now(self, tasks: list[str]) -> None:
+        """Judge these tasks' rollouts now (the control index just learned them), the same
+        way as :meth:`tick`: an empty partial to the worker that owns each task."""
+        for task in tasks:
+            scope = task_scope(task)
+            await self.topics.partials.send(key=scope.encode(), value=Partial(scope).encode())
+
     async def run(self, stream: Any) -> None:
         await self.ready.wait()
         async for event in stream.events():

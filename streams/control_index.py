@@ -51,6 +51,9 @@ class ControlIndex:
     traces: dict[tuple[str, int], ReleaseTrace] = field(default_factory=dict)
     release_keys: dict[str, tuple[str, int]] = field(default_factory=dict)
     applied: int = 0
+    # Tasks whose guarded rollout was just learned (started, advanced, resumed): the follower
+    # drains it to have them judged at once, not on the next tick.
+    learned: set[str] = field(default_factory=set)
     _time: float | None = None
 
     def apply(self, envelope: dict[str, Any]) -> bool:
@@ -126,15 +129,21 @@ class ControlIndex:
         if aggregate in self.rollouts:
             self.rollouts[aggregate].state = state
 
+    def _learn(self, aggregate: str) -> None:
+        if aggregate in self.rollouts:
+            self.learned.add(self.rollouts[aggregate].task)
+
     def _rollout_started(self, aggregate: str, data: dict[str, Any]) -> None:
         self._set_state(aggregate, "Running")
         if aggregate in self.rollouts:
             self.rollouts[aggregate].step_index = 0
             self.rollouts[aggregate].started_at = self._time
+        self._learn(aggregate)
 
     def _rollout_step_advanced(self, aggregate: str, data: dict[str, Any]) -> None:
         if aggregate in self.rollouts:
             self.rollouts[aggregate].step_index = int(data["step_index"])
+        self._learn(aggregate)
 
     def _note_decision(self, aggregate: str, data: dict[str, Any]) -> None:
         """An automatic decision carries its id in the evidence: remember it was applied."""
@@ -148,6 +157,7 @@ class ControlIndex:
 
     def _rollout_resumed(self, aggregate: str, data: dict[str, Any]) -> None:
         self._set_state(aggregate, "Running")
+        self._learn(aggregate)
 
     def _rollout_frozen(self, aggregate: str, data: dict[str, Any]) -> None:
         self._set_state(aggregate, "Frozen")
@@ -168,6 +178,12 @@ class ControlIndex:
     def trace(self, task: str, number: int) -> ReleaseTrace | None:
         """What release ``number`` of ``task`` runs, if the index has seen it drafted."""
         return self.traces.get((task, number))
+
+    def take_learned(self) -> list[str]:
+        """Tasks whose rollout was started, advanced or resumed since the last call, and
+        still is guarded."""
+        learned, self.learned = self.learned, set()
+        return sorted(task for task in learned if self.guarded_rollout(task) is not None)
 
     def guarded_rollout(self, task: str) -> RolloutInfo | None:
         """The task's rollout whose guards are live (running, paused or frozen)."""

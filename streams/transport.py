@@ -1,27 +1,38 @@
-"""Faust's aiokafka transport with a shorter fetch wait.
+"""Faust's aiokafka transport with adaptive fetch waits.
 
 Faust hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer. On a broker that does not
-answer a waiting fetch as soon as data arrives (the embedded Tansu broker often holds it for the
-full wait, measured here at ~0.75 s on average), that wait is added to every hop and the guard
-reacts in seconds instead of milliseconds. The broker URL scheme ``relctl-kafka://`` selects
-this transport; everything else is Faust's own.
+answer a waiting fetch as soon as data arrives (the embedded Tansu broker holds a fetch naming
+several partitions for a good part of its wait), that wait is added to every hop and the guard
+reacts in seconds instead of milliseconds; a short wait on an idle worker, though, keeps the
+broker answering empty fetches. This transport's worker consumer uses a short wait while
+records flow and a longer one once it has been idle for a moment
+(:class:`~relctl.adapters.fetch_wait.AdaptiveFetchWait`). The broker URL scheme
+``relctl-kafka://`` selects it; everything else is Faust's own.
 """
 
 from typing import Any
 
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Transport
+from relctl.adapters.fetch_wait import AdaptiveFetchWait
 
 SCHEME = "relctl-kafka"
 
 
 class LowLatencyConsumerThread(AIOKafkaConsumerThread):
     fetch_max_wait_ms = 10
+    fetch_idle_wait_ms = 10
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read by aiokafka at start()
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        AdaptiveFetchWait(self.fetch_max_wait_ms, self.fetch_idle_wait_ms,
+                          name="worker").install(
+            self._consumer)
 
 
 class LowLatencyConsumer(Consumer):
@@ -35,11 +46,13 @@ class LowLatencyTransport(Transport):
     driver_version = Transport.driver_version
 
 
-def register(fetch_max_wait_ms: int = 10) -> str:
+def register(fetch_max_wait_ms: int = 10, fetch_idle_wait_ms: int | None = None) -> str:
     """Make ``relctl-kafka://`` resolve to this transport; returns the scheme.
 
-    A shorter wait lowers latency on brokers that hold fetches, at the price of more fetch
-    requests while idle (measured: about 7 % of a core per idle worker at 10 ms)."""
+    ``fetch_max_wait_ms`` is the wait while records flow, ``fetch_idle_wait_ms`` (default: the
+    same) the wait once the worker has been idle; see the README's "Idle CPU" for what each
+    costs in latency and CPU."""
     LowLatencyConsumerThread.fetch_max_wait_ms = fetch_max_wait_ms
+    LowLatencyConsumerThread.fetch_idle_wait_ms = fetch_idle_wait_ms or fetch_max_wait_ms
     TRANSPORTS.aliases[SCHEME] = f"{__name__}:LowLatencyTransport"
     return SCHEME

@@ -338,3 +338,24 @@ def test_the_index_keeps_what_each_release_runs() -> None:
     revised = control.index.trace(TASK, number)
     assert revised is not None and revised.seed == 8
     assert revised.prompt_hash == prompt_hash("draft two")
+
+
+def test_the_index_reports_the_rollouts_it_learns_once_and_only_while_guarded() -> None:
+    control = Control()
+    rollout = control.plan([guard_rule()], steps=[10, 50, 100])
+    assert control.index.take_learned() == [], "a planned rollout is not guarded yet"
+    control.app.start_rollout(UUID(rollout), ACTOR, REASON)
+    control.sync()
+    assert control.index.take_learned() == [TASK]
+    assert control.index.take_learned() == [], "each learning is reported once"
+    control.sync()  # nothing new
+    assert control.index.take_learned() == []
+    control.do("pause_rollout", rollout)
+    assert control.index.take_learned() == [], "a pause is no news to judge"
+    control.do("resume_rollout", rollout)
+    assert control.index.take_learned() == [TASK]
+    control.do("advance_rollout", rollout)
+    assert control.index.take_learned() == [TASK]
+    control.do("advance_rollout", rollout)
+    control.do("roll_back", rollout)
+    assert control.index.take_learned() == [], "no longer guarded: nothing to judge"
