@@ -9,11 +9,12 @@ Three sources feed it, all inside the API process:
   verdict table (:class:`~relctl.adapters.verdicts.VerdictBoard`); a verdict carries only the
   rule's values *now*, so the series a chart draws is kept here, in memory, from successive
   verdicts (a bounded deque per rule, rebuilt from the topic's start after a restart);
-- ``relctl.alerts``: kept in memory (the newest ``MAX_ALERTS``), read from the topic's start.
+- ``relctl.alerts``: pushed live as it arrives; the alert list itself is the alerts read
+  model (``relctl_rm_alerts``, which keeps every alert across restarts) plus the ones seen on
+  the topic that the projection has not stored yet (the newest ``MAX_ALERTS``).
 
 Subscribers (the SSE streams) get :class:`Change` items on a bounded queue; one that falls
-behind is dropped and its page reconnects and reloads the snapshot. When an alerts read model
-exists, :meth:`ConsoleFeed.alerts` is the one place to switch over to it.
+behind is dropped and its page reconnects and reloads the snapshot.
 """
 
 import asyncio
@@ -62,6 +63,20 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _alert_key(alert: dict[str, Any]) -> str:
+    """The same alert read from the topic or from the read model gives the same key: both are
+    the record's JSON through the one alert contract."""
+    return json.dumps(alert, sort_keys=True, default=str)
+
+
+def _lift(alert: dict[str, Any]) -> dict[str, Any]:
+    """A decision carries its task and instant in its evidence: lift them for the filters."""
+    evidence = alert.get("evidence") or {}
+    alert.setdefault("task", evidence.get("task"))
+    alert.setdefault("at", evidence.get("decided_at"))
+    return alert
+
+
 def _missing_table(exc: Exception) -> bool:
     return isinstance(exc, psycopg.errors.UndefinedTable)
 
@@ -75,7 +90,7 @@ class ConsoleFeed:
         self.board = VerdictBoard(runtime.db)
         self.series: dict[tuple[str, str], deque[dict[str, Any]]] = {}
         self.latest: dict[tuple[str, str], RuleVerdict] = {}
-        self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=MAX_ALERTS)
+        self.recent_alerts: deque[tuple[str, dict[str, Any]]] = deque(maxlen=MAX_ALERTS)
         # Each subscriber: its queue and the event loop it is read from (the API's).
         self.subscribers: dict[asyncio.Queue[Change | None], asyncio.AbstractEventLoop] = {}
         self.lock = threading.Lock()
@@ -220,7 +235,12 @@ class ConsoleFeed:
         whose evidence names it; alerts are per release or rollout, not per tenant)."""
         found = []
         with self.lock:
-            alerts = list(self.recent_alerts)
+            live = list(self.recent_alerts)
+        stored = self._stored_alerts()
+        keys = {_alert_key(alert) for alert in stored}
+        unstored = [_lift(dict(alert)) for key, alert in live if key not in keys]
+        alerts = sorted([_lift(alert) for alert in stored] + unstored,
+                        key=lambda alert: str(alert.get("at") or alert.get("fired_at") or ""))
         for alert in reversed(alerts):
             if task and alert.get("task") != task:
                 continue
@@ -234,6 +254,23 @@ class ConsoleFeed:
             if at and until and datetime.fromisoformat(at) >= until:
                 continue
             found.append(alert)
+        return found
+
+    def _stored_alerts(self) -> list[dict[str, Any]]:
+        """The newest ``MAX_ALERTS`` alerts the alerts read model holds (none before it ran)."""
+        try:
+            rows = self.db.execute("SELECT body FROM relctl_rm_alerts ORDER BY at DESC, id DESC "
+                                   "LIMIT %s", (MAX_ALERTS,))
+        except psycopg.Error as exc:
+            if _missing_table(exc):
+                return []
+            raise
+        found = []
+        for row in rows:
+            try:
+                found.append(Alert.model_validate(row["body"]).wire())
+            except ValueError:
+                continue
         return found
 
     def audit(self, task: str | None = None, tenant: str | None = None,
@@ -398,11 +435,9 @@ class ConsoleFeed:
                 alert = Alert.model_validate_json(raw).wire()
             except ValueError:
                 continue
-            evidence = alert.get("evidence") or {}
-            # A decision carries its task and instant in its evidence: lift them for filters.
-            alert.setdefault("task", evidence.get("task"))
-            alert.setdefault("at", evidence.get("decided_at"))
-            alert["received_at"] = time.time()
+            key = _alert_key(alert)
             with self.lock:
-                self.recent_alerts.append(alert)
-            self.publish(Change("alert", alert))
+                self.recent_alerts.append((key, alert))
+            shown = _lift(dict(alert))
+            shown["received_at"] = time.time()
+            self.publish(Change("alert", shown))

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from relctl.adapters.kafka import ensure_topics, topic_specs
 from relctl.domain.alerts import Alert, AlertKind
 from relctl.infra.bootstrap import Runtime
+from relctl.projections.alerts import AlertProjector
 from relctl.projections.runner import ProjectorSet
 
 from tests.integration.conftest import Server
@@ -154,3 +155,44 @@ def test_a_page_that_comes_back_gets_a_fresh_snapshot_and_the_changes_after_it(
             elif round_ == 1:
                 runtime.app.pause_rollout(UUID(rollout), **WHO)
                 assert events.next("rollout")["state"] == "Paused"
+
+
+def test_the_alert_list_comes_from_the_alerts_read_model_and_lists_each_alert_once(
+        runtime: Runtime, server: Server) -> None:
+    """An alert the API process never saw live (it was sent before this page, or before a
+    restart) is listed from the alerts projection; one seen both ways is listed once."""
+    settings = runtime.settings
+    assert settings.database_url and settings.kafka_bootstrap
+    asyncio.run(ensure_topics(settings.kafka_bootstrap, topic_specs(settings)))
+    alert = Alert(kind=AlertKind.FIRED, scope="release|qa|3", rule="score-shift",
+                  severity="warning", summary="mean score moved", task="qa", release=3,
+                  cohort="all", at="2026-12-02T09:00:00+00:00",
+                  fired_at="2026-12-02T09:00:00+00:00", evidence={"value": 7.5})
+
+    async def send_and_project() -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.topic("alerts"),
+                                         json.dumps(alert.wire()).encode())
+        finally:
+            await producer.stop()
+        projector = AlertProjector(settings.database_url or "", settings.database_schema,
+                                   settings.kafka_bootstrap or "", settings.topic("alerts"))
+        try:
+            return await projector.catch_up()
+        finally:
+            projector.close()
+
+    assert asyncio.run(send_and_project()) >= 1
+    with server.client() as http:  # no page open yet: the feed's live buffer is empty
+        listed = http.get("/console/api/alerts", params={"task": "qa"}).json()
+        assert [(a["rule"], a["summary"]) for a in listed] == [("score-shift",
+                                                                "mean score moved")]
+    with server.client() as http, http.stream("GET", "/console/api/stream",
+                                              timeout=30) as response:
+        events = Events(response)
+        events.next("snapshot")
+        assert events.next("alert")["rule"] == "score-shift"  # read again from the topic
+        listed = http.get("/console/api/alerts", params={"task": "qa"}).json()
+        assert [a["rule"] for a in listed] == ["score-shift"]
