@@ -241,6 +241,13 @@ class ControlPlane(Application[UUID]):
         if stage == "Draft":
             raise ConflictError(f"{task} v{number} is a Draft (its content can still change); "
                                 f"promote it before {what} can use it")
+        golden = self.task(task).current_golden
+        if golden is not None and stage == "InternalTest":
+            # Otherwise a pin or an override would put a customer on a release that never
+            # passed the gates its task requires.
+            raise ConflictError(
+                f"{task} is gated (golden set {golden.name}) and v{number} is in InternalTest; "
+                f"it must pass its gates (promote it to Beta or Stable) before {what} can use it")
 
     def set_default_release(self, task: str, number: int, actor: str, reason: str) -> Outcome:
         index = self.task(task)

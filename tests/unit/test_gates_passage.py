@@ -183,6 +183,18 @@ def test_an_internal_test_release_of_a_gated_task_cannot_become_the_default() ->
         app.set_default_release("csat", 2, ACTOR, REASON)
 
 
+def test_a_pin_or_an_override_cannot_put_a_tenant_on_an_ungated_internal_test_release() -> None:
+    app = gated_app()
+    app.register_tenant("acme", "Acme", "general", ACTOR, REASON)
+    before = notification_count(app)
+    with pytest.raises(ConflictError, match="is gated"):
+        app.pin("acme", "csat", 2, ACTOR, REASON)
+    with pytest.raises(ConflictError, match="is gated"):
+        app.set_override("acme", "csat", "temperature", "0.2", ACTOR, REASON, base_release=2)
+    assert notification_count(app) == before
+    app.pin("acme", "csat", 1, ACTOR, REASON)  # the Stable release still can be pinned
+
+
 def test_gate_fields_on_an_ungated_step_are_refused() -> None:
     app = gated_app()
     with pytest.raises(ValidationError, match="not a gated step"):
