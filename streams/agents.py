@@ -88,7 +88,7 @@ class AttributeAgent:
             now = time.monotonic()
             for event in events:
                 message = event.message
-                decoded = ingest.decode(message.value or b"", _headers(message.headers))
+                decoded = ingest.decode(message.value or b"", _headers(message.headers), fast=True)
                 source = f"kafka:{message.topic}/{message.partition}@{message.offset}"
                 dead += [(r, source) for r in decoded.rejected]
                 for record, origin in zip(decoded.records, decoded.origins(source),
