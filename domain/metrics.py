@@ -138,9 +138,10 @@ class WindowStats:
         self.human_review += sum(review)
         self.tokens += sum(tokens)
         self.cost += sum(cost)
-        _add_values(self.latency, [max(value, 0.0) for value in latency])
-        _add_values(self.queue_wait, [max(value, 0.0) for value in queue_wait])
-        depths = [value for value in depth if value is not None]
+        _add_values(self.latency, [value if value > 0.0 else 0.0 for value in latency])
+        _add_values(self.queue_wait, [value if value > 0.0 else 0.0 for value in queue_wait])
+        depths = [value for value in depth if value is not None] if \
+            depth.count(None) != n else None
         if depths:
             self.queue_depth_max = max(self.queue_depth_max, *depths)
         known = [value for value in confidence if value is not None]
@@ -152,8 +153,8 @@ class WindowStats:
         if scored:
             self.score_sum += sum(scored)
             self.score_n += len(scored)
-        if any(value is not None for column in (human, human_categories, human_critical)
-               for value in column):
+        if n * 3 != human.count(None) + human_categories.count(None) + \
+                human_critical.count(None):
             for row in rows:  # human review is rare: the row-by-row rules, shared with add()
                 self._add_human(row)
 

@@ -187,41 +187,48 @@ class Attributor:
     def process(self, records: list[Any], now: float | None = None) -> list[Partial]:
         """One evidence row per evaluation into its task's partial; each evaluation not yet
         in this worker's tenant windows is folded once into batch-local (task, release,
-        tenant, arm, bucket) stats, which are merged into the tenant windows."""
+        tenant, arm, tumbling window) rows, which are folded into the tenant windows."""
         now = time.time() if now is None else now
+        size = self.bucket_seconds
         partials: dict[str, Partial] = {}
+        cells: dict[tuple[str, int, str, int], list[Evidence]] = {}
         local: dict[tuple[str, int, str, str, int], list[Evidence]] = {}
+        seen_by_bucket: dict[int, set[int]] = {}
         for record in records:
             occurred = min(record.occurred_at.timestamp(), now)
-            bucket = bucket_of(occurred, self.bucket_seconds)
-            scope = task_scope(record.task)
-            partial = partials.get(scope)
+            bucket = int(occurred // size * size)  # bucket_of, inlined: once per evaluation
+            task, release, arm = record.task, record.release, record.arm
+            partial = partials.get(task)
             if partial is None:
-                partial = partials[scope] = Partial(scope)
+                partial = partials[task] = Partial(task_scope(task))
             row = Evidence.of(record)
-            partial.add(arm_key(record.release, record.arm), bucket, row)
+            rows = cells.get((task, release, arm, bucket))
+            if rows is None:
+                rows = cells[(task, release, arm, bucket)] = partial.rows.setdefault(
+                    arm_key(release, arm), {}).setdefault(bucket, [])
+            rows.append(row)
             partial.evaluations += 1
             partial.watermark = max(partial.watermark, occurred)
-            seen = self.tenant_seen.setdefault(bucket_of(bucket, TENANT_BUCKET_SECONDS), set())
+            seen = seen_by_bucket.get(bucket)
+            if seen is None:
+                seen = seen_by_bucket[bucket] = self.tenant_seen.setdefault(
+                    bucket_of(bucket, TENANT_BUCKET_SECONDS), set())
             if row.key in seen:
                 continue
             seen.add(row.key)
-            key = (record.task, record.release, record.tenant, record.arm, bucket)
-            rows = local.get(key)
-            if rows is None:
-                local[key] = [row]
+            tumbling = bucket_of(bucket, TENANT_BUCKET_SECONDS)
+            window = local.get((task, release, record.tenant, arm, tumbling))
+            if window is None:
+                local[(task, release, record.tenant, arm, tumbling)] = [row]
             else:
-                rows.append(row)
-        for (task, release, tenant, arm, bucket), rows in local.items():
-            stats = WindowStats()
-            stats.add_many(rows)
+                window.append(row)
+        for (task, release, tenant, arm, tumbling), rows in local.items():
             cohort = self.index.cohorts.get(tenant, "general")
             windows = self.tenant_windows.setdefault((task, release, tenant, cohort, arm), {})
-            tumbling = bucket_of(bucket, TENANT_BUCKET_SECONDS)
-            if tumbling in windows:
-                windows[tumbling].merge(stats)
-            else:
-                windows[tumbling] = stats
+            stats = windows.get(tumbling)
+            if stats is None:
+                stats = windows[tumbling] = WindowStats()
+            stats.add_many(rows)
         return list(partials.values())
 
     def cohort_totals(self) -> dict[tuple[str, int, str], dict[str, int]]:
