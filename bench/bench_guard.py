@@ -57,9 +57,10 @@ from tests.integration.guard_helpers import (
 async def produce(bootstrap_servers: str, topic: str, n: int, batch: int, task: str) -> None:
     producer = make_producer(bootstrap_servers)
     await producer.start()
-    records = [EvaluationRecord.from_mapping(evaluation(task, 2 if i % 2 else 1, i,
-                                                          error=i % 100 == 0))
-               for i in range(n)]
+    # Latencies vary (30,000 distinct values) and confidences take 50 values, like real ones.
+    records = [EvaluationRecord.from_mapping(evaluation(
+        task, 2 if i % 2 else 1, i, error=i % 100 == 0, latency_ms=300 + i * 7919 % 30000 / 10,
+        confidence=round(0.5 + i * 31 % 50 / 100, 2))) for i in range(n)]
     futures = []
     if batch == 1:
         for record in records:
@@ -166,7 +167,7 @@ def worker_rate(runtime, n: int, log_dir: Path, count: int = 1,  # type: ignore[
             if finished >= n:
                 last = (now, finished, sum(_cpu(p) for p in processes))
                 break
-            time.sleep(0.05)
+            time.sleep(0.1)
         assert first is not None, "worker processed nothing"
         assert last is not None, "worker did not finish"
         return Rate((last[1] - first[1]) / (last[0] - first[0]),

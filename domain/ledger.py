@@ -275,7 +275,7 @@ class Ledger:
         self._bucket_calls.setdefault(bucket, []).append(row.call)
         other = self._pending.get(row.call)
         if other is None or other.arm == row.arm:
-            self._pending[row.call] = Half(row.arm, release, row.score, bucket)
+            self._pending[row.call] = tuple.__new__(Half, (row.arm, release, row.score, bucket))
             return
         del self._pending[row.call]
         if row.arm == "shadow":

@@ -235,8 +235,9 @@ def _add_values(sketch: BaseDDSketch, values: list[float]) -> None:
         for value in values:  # negative values: not produced by the guard's measures
             sketch.add(value)
         return
-    keys = Counter([int(math.ceil(math.log(value, 2) * multiplier) + offset)
-                    for value in positive])
+    keys: Counter[int] = Counter()
+    for value, weight in Counter(positive).items():  # repeated values are common (0.0, 0.9)
+        keys[int(math.ceil(math.log(value, 2) * multiplier) + offset)] += weight
     store = sketch._store
     for key, weight in keys.items():
         store.add(key, float(weight))
