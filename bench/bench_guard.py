@@ -45,7 +45,6 @@ from relctl.infra.bootstrap import bootstrap
 from relctl.streams.app import DEDUP_ENV
 
 from bench.common import services
-from tests.conftest import wait_until
 from tests.integration.guard_helpers import (
     ControlPlaneThread,
     WorkerProcess,
@@ -150,7 +149,10 @@ def worker_rate(runtime, n: int, log_dir: Path, count: int = 1,  # type: ignore[
         try:
             worker.start()
         except AssertionError:  # a loaded machine: its imports alone can take half a minute
-            wait_until(worker._serving, timeout=180, interval=0.5, what="worker metrics")
+            deadline = time.monotonic() + 180
+            while not worker._serving():
+                assert time.monotonic() < deadline, "worker did not start"
+                time.sleep(0.5)
     processes = [psutil.Process(w.process.pid) for w in workers if w.process is not None]
     if os.environ.get("BENCH_PROFILE"):  # optional: sample the first worker with py-spy
         assert workers[0].process is not None
