@@ -129,6 +129,23 @@ def source_view(src: Path, scratch: Path) -> Path:
     return view
 
 
+async def skip_earlier_partials(bootstrap_servers: str, group: str, topic: str,
+                                partitions: int) -> None:
+    """Start consumer group ``group`` at the end of the partials topic.
+
+    Every worker of a run shares the partials topic (its name comes from the topic prefix),
+    and a new group would read it from the beginning: each later worker's stage 2 would count
+    the earlier workers' partials too (and its stage-2 counter reach N early)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
+    await consumer.commit({tp: await consumer.position(tp) for tp in tps})
+    await consumer.stop()
+
+
 def _cpu(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
@@ -140,6 +157,10 @@ def worker_rate(runtime, n: int, log_dir: Path, count: int = 1,  # type: ignore[
     stage 1 processed until stage 2 counted the last (workers of code without the stage-2
     counter: until stage 1 processed the last)."""
     app_id = f"{runtime.settings.topic_prefix}-guard-{uuid.uuid4().hex[:6]}"
+    settings = runtime.settings
+    asyncio.run(skip_earlier_partials(settings.kafka_bootstrap or "", app_id,
+                                      settings.topic("guard-partials"),
+                                      settings.evaluation_partitions))
     workers = [WorkerProcess(runtime, log_dir, app_id=app_id) for _ in range(count)]
     for worker in workers:
         worker.env[DEDUP_ENV] = "1" if dedup else "0"
@@ -176,6 +197,7 @@ def worker_rate(runtime, n: int, log_dir: Path, count: int = 1,  # type: ignore[
             time.sleep(0.1)
         assert first is not None, "worker processed nothing"
         assert last is not None, "worker did not finish"
+        assert last[1] == n, f"stage 2 counted {last[1]} evaluations, not {n}"
         return Rate((last[1] - first[1]) / (last[0] - first[0]),
                     (last[1] - first[1]) / (last[2] - first[2]))
     finally:
