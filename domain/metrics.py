@@ -224,7 +224,11 @@ class WindowStats:
 def _add_values(sketch: BaseDDSketch, values: list[float]) -> None:
     """``sketch.add(value)`` for each of ``values``, in one pass: keys are computed with the
     sketch's own formula and each distinct key is added once with its count, in order of
-    first appearance, so the store ends up exactly as adding one by one leaves it."""
+    first appearance, so the store ends up exactly as adding one by one leaves it. It reads
+    and writes DDSketch's private fields (``_mapping``, ``_store``, ``_count``, …) as
+    ``BaseDDSketch.add`` does in ddsketch 3.0.1, the pinned version; tests/unit/
+    test_column_fold.py checks the result against ``add``, so an upgrade that changes them
+    fails there."""
     if not values:
         return
     mapping = sketch._mapping
