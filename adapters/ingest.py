@@ -34,7 +34,9 @@ from relctl.domain.evaluation import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
     MAX_RECORD_BYTES,
+    DecodedEvaluation,
     EvaluationRecord,
+    decode_fast,
 )
 
 if TYPE_CHECKING:
@@ -129,15 +131,20 @@ def item_bytes(value: bytes, index: int) -> bytes:
 
 # ---- decoding ------------------------------------------------------------------------------
 
-def decode(value: bytes, headers: Headers) -> Decoded:
-    """Every record ``value`` holds, and a :class:`Rejected` for each part that is not one."""
+def decode(value: bytes, headers: Headers, *, fast: bool = False) -> Decoded:
+    """Every record ``value`` holds, and a :class:`Rejected` for each part that is not one.
+
+    ``fast`` (the guard worker): records may come back as
+    :class:`~relctl.domain.evaluation.DecodedEvaluation`, decoded by the schema-compiled fast
+    path when it accepts the whole input; anything it does not accept takes the contract's
+    path below, so what is accepted and refused, and why, is the same either way."""
     try:
         raw = bytes(value) if value is not None else b""
     except Exception:  # not even bytes-like: nothing to parse and nothing faithful to keep
         return Decoded([], [Rejected(f"not valid JSON: value is a {type(value).__name__}",
                                      b"", None, "json")])
     try:
-        decoded = _decode(raw, _normalize(headers))
+        decoded = _decode(raw, _normalize(headers), fast)
         decoded.raw = raw
         return decoded
     except Exception as exc:  # a bug here must cost one message, never the worker
@@ -165,27 +172,36 @@ def _normalize(headers: Headers) -> dict[str, str]:
     return result
 
 
-def _decode(value: bytes, headers: dict[str, str]) -> Decoded:
+def _decode(value: bytes, headers: dict[str, str], fast: bool = False) -> Decoded:
     if len(value) > MAX_BATCH_BYTES:
         return _reject(value, None, "oversize",
                        f"oversize: {len(value)} bytes, the limit is {MAX_BATCH_BYTES}")
     if "ce_specversion" in headers:
-        return _binary(value, headers)
+        return _binary(value, headers, fast)
     content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type == STRUCTURED:
         return _structured(value)
     if content_type == BATCH:
-        return _batch(value, envelopes=True)
+        return (fast and _fast(value, True)) or _batch(value, envelopes=True)
     if value.lstrip()[:1] == b"[":
-        return _batch(value, envelopes=False)
-    return _single(value)
+        return (fast and _fast(value, False)) or _batch(value, envelopes=False)
+    return (fast and _fast(value, None)) or _single(value)
 
 
-def _binary(value: bytes, headers: dict[str, str]) -> Decoded:
+def _fast(value: bytes, envelopes: bool | None) -> Decoded | None:
+    """All of ``value`` through the schema-compiled decoder, or None if it refuses any part."""
+    records = decode_fast(value, envelopes=envelopes)
+    if records is None:
+        return None
+    indexes: list[int | None] = [None] if envelopes is None else list(range(len(records)))
+    return Decoded(records, [], indexes)  # type: ignore[arg-type]
+
+
+def _binary(value: bytes, headers: dict[str, str], fast: bool = False) -> Decoded:
     problem = _envelope_problem(headers.get("ce_specversion"), headers.get("ce_type"))
     if problem:
         return _reject(value, None, "type", problem)
-    return _single(value)
+    return (fast and _fast(value, None)) or _single(value)
 
 
 def _single(value: bytes) -> Decoded:
@@ -343,11 +359,11 @@ def _json_kind(value: Any) -> str:
 
 # ---- checks that need context: who sent it, which releases exist ---------------------------
 
-def _encoded(record: EvaluationRecord) -> bytes:
+def _encoded(record: EvaluationRecord | DecodedEvaluation) -> bytes:
     return orjson.dumps(record.model_dump(mode="json"))
 
 
-def original_bytes(record: EvaluationRecord) -> bytes:
+def original_bytes(record: EvaluationRecord | DecodedEvaluation) -> bytes:
     """A record's normalised encoding: only where the bytes as received are not at hand."""
     return _encoded(record)
 

@@ -75,7 +75,7 @@ class Evidence(NamedTuple):
     def of(cls, record: Any) -> "Evidence":
         """The row of a validated EvaluationRecord."""
         scored = record.score is not None and record.arm in PAIRED_ARMS
-        return cls(
+        return tuple.__new__(cls, (  # what cls(...) does, without its Python-level __new__
             evidence_key(record.tenant, record.task, record.call_id, record.arm,
                          record.release),
             call_key(record.tenant, record.task, record.call_id) if scored else None,
@@ -84,7 +84,7 @@ class Evidence(NamedTuple):
             record.latency_ms, record.queue_wait_ms, record.queue_depth, record.confidence,
             record.score, record.human_score, record.categories, record.human_categories,
             record.critical_detections, record.human_critical,
-        )
+        ))
 
     def encode(self) -> list[Any]:
         """The wire form: a JSON array of the fields in order, without ``arm``."""

@@ -208,6 +208,9 @@ class Ledger:
             if draft is None:
                 draft = drafts[bucket] = _Draft()
             stats, keys = draft.cell(arm)
+            if self._all_new(rows):
+                self._count_all(rows, release, bucket, (stats, keys), draft, result)
+                continue
             for row in rows:
                 if self.dedup:
                     if row.key in self._keys:
@@ -224,6 +227,30 @@ class Ledger:
             if draft.rows:
                 self._write(bucket, draft)
         return result
+
+    def _all_new(self, rows: Sequence[Evidence]) -> bool:
+        """No identity of ``rows`` is counted yet, nor repeated among them: the usual case,
+        which can be folded column by column (without de-duplication, trivially true)."""
+        if not self.dedup:
+            return True
+        identities = [row.key for row in rows]
+        return self._keys.isdisjoint(identities) and len(set(identities)) == len(identities)
+
+    def _count_all(self, rows: Sequence[Evidence], release: int, bucket: int,
+                   cell: tuple[WindowStats, list[int]], draft: _Draft, result: Applied) -> None:
+        """Count every one of ``rows`` (:meth:`_all_new` said none is counted yet): exactly
+        what counting them one by one does, with the statistics folded in one pass."""
+        stats, keys = cell
+        if self.dedup:
+            identities = [row.key for row in rows]
+            self._keys.update(identities)
+            keys.extend(identities)
+        stats.add_many(rows)
+        draft.rows += len(rows)
+        result.counted += len(rows)
+        for row in rows:
+            if row.call is not None and row.score is not None:
+                self._pair(row, release, bucket, draft, result)
 
     def add_folded(self, cells: Mapping[str, Mapping[int, WindowStats]], horizon: float) -> None:
         """Count pre-folded statistics as they are (no identities, so no de-duplication):
@@ -248,7 +275,7 @@ class Ledger:
         self._bucket_calls.setdefault(bucket, []).append(row.call)
         other = self._pending.get(row.call)
         if other is None or other.arm == row.arm:
-            self._pending[row.call] = Half(row.arm, release, row.score, bucket)
+            self._pending[row.call] = tuple.__new__(Half, (row.arm, release, row.score, bucket))
             return
         del self._pending[row.call]
         if row.arm == "shadow":

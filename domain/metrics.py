@@ -6,7 +6,9 @@ different partitions or workers merge exactly, and a window is the merge of its 
 """
 
 import base64
-from collections.abc import Iterable
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +74,7 @@ class WindowStats:
     queue_wait: BaseDDSketch = field(default_factory=_sketch)
     confidence: BaseDDSketch = field(default_factory=_sketch)
 
-    def add(self, record: Any) -> None:  # noqa: PLR0912, PLR0915 - one flat pass per record
+    def add(self, record: Any) -> None:  # noqa: PLR0912 - one flat pass per record
         """Fold one evaluation (an EvaluationRecord or anything with its attributes) in."""
         self.count += 1
         outcome = record.outcome
@@ -108,11 +110,61 @@ class WindowStats:
         if record.score is not None:
             self.score_sum += record.score
             self.score_n += 1
-            if record.human_score is not None:
-                delta = record.score - record.human_score
-                self.human_n += 1
-                self.human_delta_sum += delta
-                self.human_abs_delta_sum += abs(delta)
+        self._add_human(record)
+
+    def add_many(self, rows: Sequence[Any]) -> None:
+        """Fold many evidence rows (:class:`relctl.domain.dedup.Evidence`, any order of one
+        cell) in: the same result as :meth:`add` on each, column by column (sums may differ
+        in the last bits of a float, as any other order of adding would)."""
+        if not rows:
+            return
+        (_, _, arms, outcomes, fallback, valid, repaired, review, tokens, cost, latency,
+         queue_wait, depth, confidence, score, human, _, human_categories, _,
+         human_critical) = zip(*rows, strict=True)
+        n = len(rows)
+        self.count += n
+        tally = Counter(outcomes)
+        self.llm_error += tally.get("llm_error", 0)
+        self.timeout += tally.get("timeout", 0)
+        self.transcription_error += tally.get("transcription_error", 0)
+        if "sandbox" in arms:
+            sandbox = [outcome for arm, outcome in zip(arms, outcomes, strict=True)
+                       if arm == "sandbox"]
+            self.sandbox_n += len(sandbox)
+            self.sandbox_failed += len(sandbox) - sandbox.count("ok")
+        self.fallback += sum(fallback)
+        self.schema_invalid += n - sum(valid)
+        self.repaired += sum(repaired)
+        self.human_review += sum(review)
+        self.tokens += sum(tokens)
+        self.cost += sum(cost)
+        _add_values(self.latency, [value if value > 0.0 else 0.0 for value in latency])
+        _add_values(self.queue_wait, [value if value > 0.0 else 0.0 for value in queue_wait])
+        depths = [value for value in depth if value is not None] if \
+            depth.count(None) != n else None
+        if depths:
+            self.queue_depth_max = max(self.queue_depth_max, *depths)
+        known = [value for value in confidence if value is not None]
+        if known:
+            self.confidence_sum += sum(known)
+            self.confidence_n += len(known)
+            _add_values(self.confidence, known)
+        scored = [value for value in score if value is not None]
+        if scored:
+            self.score_sum += sum(scored)
+            self.score_n += len(scored)
+        if n * 3 != human.count(None) + human_categories.count(None) + \
+                human_critical.count(None):
+            for row in rows:  # human review is rare: the row-by-row rules, shared with add()
+                self._add_human(row)
+
+    def _add_human(self, record: Any) -> None:
+        """The human-review comparisons of one evaluation (see :meth:`add`)."""
+        if record.score is not None and record.human_score is not None:
+            delta = record.score - record.human_score
+            self.human_n += 1
+            self.human_delta_sum += delta
+            self.human_abs_delta_sum += abs(delta)
         if record.human_categories is not None:
             for name, label in record.human_categories.items():
                 self.category_total += 1
@@ -167,6 +219,37 @@ class WindowStats:
         for part in parts:
             total.merge(part)
         return total
+
+
+def _add_values(sketch: BaseDDSketch, values: list[float]) -> None:
+    """``sketch.add(value)`` for each of ``values``, in one pass: keys are computed with the
+    sketch's own formula and each distinct key is added once with its count, in order of
+    first appearance, so the store ends up exactly as adding one by one leaves it. It reads
+    and writes DDSketch's private fields (``_mapping``, ``_store``, ``_count``, …) as
+    ``BaseDDSketch.add`` does in ddsketch 3.0.1, the pinned version; tests/unit/
+    test_column_fold.py checks the result against ``add``, so an upgrade that changes them
+    fails there."""
+    if not values:
+        return
+    mapping = sketch._mapping
+    low = mapping.min_possible
+    multiplier, offset = mapping._multiplier, mapping._offset
+    positive = [value for value in values if value > low]
+    if len(positive) != len(values) and any(value < -low for value in values):
+        for value in values:  # negative values: not produced by the guard's measures
+            sketch.add(value)
+        return
+    keys: Counter[int] = Counter()
+    for value, weight in Counter(positive).items():  # repeated values are common (0.0, 0.9)
+        keys[int(math.ceil(math.log(value, 2) * multiplier) + offset)] += weight
+    store = sketch._store
+    for key, weight in keys.items():
+        store.add(key, float(weight))
+    sketch._zero_count += len(values) - len(positive)
+    sketch._count += len(values)
+    sketch._sum += sum(values)
+    sketch._min = min(sketch._min, *values)
+    sketch._max = max(sketch._max, *values)
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:

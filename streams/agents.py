@@ -10,6 +10,7 @@ before the rollout was known) do not wait for the next record.
 """
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -32,6 +33,7 @@ from relctl.streams.metrics import (
     BATCH_SECONDS,
     COHORT_WINDOW,
     CONSUMER_LAG,
+    COUNTED,
     DECISIONS,
     DUPLICATES,
     EVENT_AGE,
@@ -50,6 +52,21 @@ from relctl.streams.metrics import (
 from relctl.streams.topics import WorkerTopics
 
 logger = logging.getLogger(__name__)
+
+# The worker allocates a few container objects per evaluation and keeps hundreds of thousands
+# alive (waiting shadow halves, window sketches, evidence). With CPython's default thresholds
+# (a young collection every 700 allocations, the whole heap traversed every 100 of those) the
+# cyclic collector took about half of stage 1 and 2's CPU time (in-process, 40,000 evaluations:
+# 31.8 µs each against 14.9 µs with these thresholds). That state is acyclic and freed by
+# reference counting; the collector only has to catch the odd cycle, so it can run rarely.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_collector() -> None:
+    """Collect rarely, and never traverse what was alive once the worker was ready."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _headers(raw: Any) -> dict[str, bytes]:
@@ -81,6 +98,7 @@ class AttributeAgent:
 
     async def run(self, stream: Any) -> None:
         await self.ready.wait()
+        tune_collector()
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
             started = time.perf_counter()
             accepted: list[tuple[Any, ingest.Origin]] = []
@@ -88,7 +106,7 @@ class AttributeAgent:
             now = time.monotonic()
             for event in events:
                 message = event.message
-                decoded = ingest.decode(message.value or b"", _headers(message.headers))
+                decoded = ingest.decode(message.value or b"", _headers(message.headers), fast=True)
                 source = f"kafka:{message.topic}/{message.partition}@{message.offset}"
                 dead += [(r, source) for r in decoded.rejected]
                 for record, origin in zip(decoded.records, decoded.origins(source),
@@ -248,6 +266,7 @@ class GuardAgent:
     def _count(self, scope: str) -> None:
         """Duplicates skipped, rows too old, and what the scope's windows now hold."""
         applied = self.guard.last
+        COUNTED.inc(applied.counted)
         DUPLICATES.inc(applied.duplicates)
         TOO_OLD.inc(applied.expired)
         state = self.guard.scopes.get(scope)

@@ -39,6 +39,8 @@ ROLLOUT_STATE = Gauge("relctl_worker_rollout_state",
 DUPLICATES = Counter("relctl_guard_duplicates_total",
                      "Evaluations delivered again (producer retries, redeliveries after a "
                      "crash) and not counted again")
+COUNTED = Counter("relctl_guard_evaluations_counted_total",
+                  "Evaluations stage 2 counted into the guard's buckets (each identity once)")
 TOO_OLD = Counter("relctl_guard_evaluations_too_old_total",
                   "Evaluations whose bucket had left the guard's retention when stage 2 saw "
                   "them (not counted)")
