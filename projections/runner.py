@@ -27,7 +27,14 @@ from relctl.application.service import ControlPlane
 from relctl.domain.base import ControlAggregate
 from relctl.domain.errors import UnavailableError
 from relctl.domain.read_models import ProjectionName
-from relctl.projections.views import Fold, Step, View, all_views, content_hash_sql
+from relctl.projections.views import (
+    Fold,
+    ResolutionListener,
+    Step,
+    View,
+    all_views,
+    content_hash_sql,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +56,12 @@ class ProjectorSet:
     """The read models of one relctl schema, and the loop that keeps them current."""
 
     def __init__(self, app: ControlPlane, database_url: str, schema: str,
-                 views: Sequence[View] | None = None, batch_size: int = BATCH) -> None:
+                 views: Sequence[View] | None = None, batch_size: int = BATCH,
+                 listener: ResolutionListener | None = None) -> None:
         self.app = app
         self.url = database_url
         self.schema = schema
-        self.views = list(views) if views is not None else all_views()
+        self.views = list(views) if views is not None else all_views(listener)
         self.batch_size = batch_size
         self.conn: psycopg.Connection[Any] | None = None
         # Reads of positions and hashes use their own connection: the runner's one may be in
@@ -119,6 +127,9 @@ class ProjectorSet:
         self.folded = 0
         self.snapshots: dict[Any, dict[str, Any] | None] = {}
         self._loaded = False
+        # The positions this runner last committed (or loaded at): a view found elsewhere
+        # was advanced by another runner, and reloads what it keeps from its tables.
+        self._committed: dict[ProjectionName, int] = {}
         for view in self.views:
             view.reset()
 
@@ -178,15 +189,20 @@ class ProjectorSet:
                 if any(p < 0 for p in positions):
                     self.setup()
                 return self.step(limit)
-            self.folded = notifications[-1].id
+            last = notifications[-1].id
+            self.folded = last
+            for view, position in zip(self.views, positions, strict=True):
+                if position < last:
+                    view.committed(last)
+                self._committed[view.name] = max(position, last)
             return len(notifications)
 
     def _project(self, cur: Any, notifications: Sequence[Notification],
                  positions: list[int]) -> None:
-        if not self._loaded:
-            for view in self.views:
+        for view, position in zip(self.views, positions, strict=True):
+            if not self._loaded or self._committed.get(view.name) != position:
                 view.load(cur)
-            self._loaded = True
+        self._loaded = True
         self._apply(notifications, positions)
         last = notifications[-1].id
         for view, position in zip(self.views, positions, strict=True):

@@ -63,6 +63,9 @@ class CachedView(ControlView):
     def __init__(self) -> None:
         super().__init__()
         self._ids: dict[tuple[Any, ...], Any] = {}
+        # One UUID object per aggregate: a dict lookup by the same object skips UUID.__eq__.
+        self._canon: dict[Any, Any] = {}
+        self._details: dict[tuple[str, int], tuple[int | None, dict[str, Any]]] = {}
 
     def _id(self, kind: str, *key: Any) -> Any:
         found = self._ids.get((kind, *key))
@@ -70,8 +73,14 @@ class CachedView(ControlView):
             makers: dict[str, Callable[..., Any]] = {
                 "task": task_id, "tenant": tenant_id, "release": release_id}
             maker = makers[kind]
-            found = self._ids[(kind, *key)] = maker(*key)
+            made = maker(*key)
+            found = self._ids[(kind, *key)] = self._canon.setdefault(made, made)
         return found
+
+    def apply(self, domain_event: Any) -> None:
+        key = self._canon.setdefault(domain_event.originator_id, domain_event.originator_id)
+        self.aggregates[key] = domain_event.mutate(self.aggregates.get(key))
+        self.last_timestamp = domain_event.timestamp
 
     def task(self, key: str) -> Task | None:
         return self.get(self._id("task", key), Task)  # type: ignore[no-any-return]
@@ -81,6 +90,16 @@ class CachedView(ControlView):
 
     def release(self, task: str, number: int) -> Release | None:
         return self.get(self._id("release", task, number), Release)  # type: ignore[no-any-return]
+
+    def release_detail(self, task: str, number: int) -> dict[str, Any]:
+        # Shared, never mutated: the answer is serialised straight away.
+        release = self.release(task, number)
+        version = release.version if release is not None else None
+        found = self._details.get((task, number))
+        if found is None or found[0] != version:
+            found = self._details[(task, number)] = (version, super().release_detail(task,
+                                                                                     number))
+        return found[1]
 
 
 @dataclass
@@ -116,6 +135,9 @@ class View:
 
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
         """Write the batch's changes in the caller's transaction, then forget them."""
+
+    def committed(self, position: int) -> None:
+        """Called once the batch's transaction (up to ``position``) has committed."""
 
     def reset(self) -> None:
         """Forget anything buffered (the batch's transaction was rolled back)."""
@@ -164,6 +186,18 @@ def _interval(view: ControlView, tenant: str, task: str, start: datetime, end: d
     return Interval(start, end, body, hashlib.sha256(body).hexdigest()[:20], cause)
 
 
+def _copy_text(value: str | bytes) -> bytes:
+    """A field of PostgreSQL's COPY text format (our values hold no tabs or newlines: keys
+    match a pattern and JSON escapes control characters; only backslashes need doubling)."""
+    raw = value.encode() if isinstance(value, str) else value
+    return raw.replace(b"\\", b"\\\\")
+
+
+Pair = tuple[str, str]
+# A pair's current intervals, as published after each commit: (valid_from, valid_to, body, etag).
+Published = dict[Pair, list[tuple[datetime, datetime | None, bytes, str]]]
+
+
 class ResolutionHistory(View):
     """Per registered tenant x task: the answer of ``resolve`` as validity intervals.
 
@@ -171,6 +205,13 @@ class ResolutionHistory(View):
     ``at``. A pin opens two intervals: pinned until its expiry, then what applies after it, so
     the pin stops applying at its instant without any new command. An event at ``t`` rewrites
     a pair's future from ``t``: later intervals go, the one spanning ``t`` ends at ``t``.
+
+    The view keeps each pair's stored intervals that a later event can still change (those
+    ending after the last event: at most the open one and a pin's two), loaded from the table
+    before the first batch. A batch then deletes and truncates stored rows by primary key
+    instead of searching the pair's whole history, which grows with every event.
+    ``listener`` (if any) receives, after each commit, the current intervals of the pairs the
+    batch changed: an in-memory copy for ``/v1/resolve``.
     """
 
     name = ProjectionName.RESOLUTION
@@ -182,8 +223,35 @@ class ResolutionHistory(View):
         " cause jsonb NOT NULL, PRIMARY KEY (tenant, task, valid_from))",
     )
 
-    def __init__(self) -> None:
-        self.pending: dict[tuple[str, str], tuple[datetime, list[Interval]]] = {}
+    def __init__(self, listener: "ResolutionListener | None" = None) -> None:
+        self.pending: dict[Pair, tuple[datetime, list[Interval]]] = {}
+        # Rows already in the table that a later event may still delete or truncate.
+        self.stored: dict[Pair, list[Interval]] = {}
+        self.deletes: dict[tuple[str, str, datetime], None] = {}
+        self.truncations: dict[tuple[str, str, datetime], datetime] = {}
+        self.listener = listener
+        self.published: Published = {}
+
+    def load(self, cur: Cursor[Any]) -> None:
+        self.reset()
+        self.stored = {}
+        # Every interval a future event can change ends after the last projected event, and
+        # an event-caused interval starts at its event: so this bound keeps a superset.
+        cur.execute(
+            "SELECT tenant, task, valid_from, valid_to, resolution::text, etag, cause::text "
+            "FROM relctl_rm_resolution WHERE valid_to IS NULL OR valid_to > (SELECT "
+            "coalesce(max(valid_from), '-infinity') FROM relctl_rm_resolution "
+            "WHERE cause->>'kind' = %s) ORDER BY tenant, task, valid_from",
+            (ChangeKind.EVENT.value,))
+        for tenant, task, start, end, body, etag, cause in cur.fetchall():
+            answer = canonical(orjson.loads(body))
+            raw = orjson.loads(cause)
+            self.stored.setdefault((tenant, task), []).append(Interval(
+                start, end, answer, etag, Cause(ChangeKind(raw["kind"]), raw["position"],
+                                                raw["event"], raw["actor"], raw["reason"])))
+        if self.listener is not None:
+            self.listener.replace({pair: _published(intervals)
+                                   for pair, intervals in self.stored.items()})
 
     def handle(self, step: Step, fold: Fold) -> None:
         pairs = _affected(step, fold)
@@ -194,8 +262,21 @@ class ResolutionHistory(View):
         for tenant, task in pairs:
             self._rewrite(fold.view, tenant, task, step.at, cause)
 
+    def _rewrite_stored(self, tenant: str, task: str, at: datetime) -> None:
+        stored = self.stored.pop((tenant, task), None)
+        for interval in stored or ():
+            key = (tenant, task, interval.valid_from)
+            if interval.valid_from >= at:
+                self.truncations.pop(key, None)
+                self.deletes[key] = None
+            elif interval.valid_to is None or interval.valid_to > at:
+                interval.valid_to = at
+                self.truncations[key] = at
+            # Every stored interval now ends at or before ``at``: no later event changes it.
+
     def _rewrite(self, view: ControlView, tenant: str, task: str, at: datetime,
                  cause: Cause) -> None:
+        self._rewrite_stored(tenant, task, at)
         earliest, intervals = self.pending.get((tenant, task), (at, []))
         tenant_state = view.tenant(tenant)
         pin = tenant_state.active_pin(task, at) if tenant_state else None
@@ -221,28 +302,67 @@ class ResolutionHistory(View):
         self.pending[(tenant, task)] = (min(earliest, at), kept)
 
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
-        if not self.pending:
-            return
-        # One index range per pair (executemany pipelines them): a join against the whole
-        # history table would grow with it.
-        bounds = [(tenant, task, earliest)
-                  for (tenant, task), (earliest, _) in self.pending.items()]
-        cur.executemany("DELETE FROM relctl_rm_resolution WHERE tenant = %s AND task = %s "
-                        "AND valid_from >= %s", bounds)
-        cur.executemany("UPDATE relctl_rm_resolution SET valid_to = %s WHERE tenant = %s "
-                        "AND task = %s AND valid_from < %s AND (valid_to IS NULL OR "
-                        "valid_to > %s)", [(t, a, b, t, t) for a, b, t in bounds])
-        with cur.copy("COPY relctl_rm_resolution (tenant, task, valid_from, valid_to, "
-                      "resolution, etag, cause) FROM STDIN") as copy:
-            for (tenant, task), (_, intervals) in self.pending.items():
-                for i in intervals:
-                    copy.write_row((tenant, task, i.valid_from, i.valid_to,
-                                    i.resolution.decode(), i.etag,
-                                    canonical(i.cause.as_dict()).decode()))
+        if self.deletes:
+            cur.executemany("DELETE FROM relctl_rm_resolution WHERE tenant = %s AND task = %s "
+                            "AND valid_from = %s", list(self.deletes))
+        if self.truncations:
+            cur.executemany("UPDATE relctl_rm_resolution SET valid_to = %s WHERE tenant = %s "
+                            "AND task = %s AND valid_from = %s",
+                            [(end, *key) for key, end in self.truncations.items()])
+        if self.pending:
+            with cur.copy("COPY relctl_rm_resolution (tenant, task, valid_from, valid_to, "
+                          "resolution, etag, cause) FROM STDIN") as copy:
+                lines: list[bytes] = []
+                causes: dict[int, bytes] = {}  # one event's cause is shared by its pairs
+                for (tenant, task), (_, intervals) in self.pending.items():
+                    for i in intervals:
+                        lines.append(b"\t".join((
+                            _copy_text(tenant), _copy_text(task),
+                            i.valid_from.isoformat().encode(),
+                            i.valid_to.isoformat().encode() if i.valid_to else b"\\N",
+                            _copy_text(i.resolution), i.etag.encode(),
+                            causes.get(id(i.cause)) or causes.setdefault(
+                                id(i.cause), _copy_text(canonical(i.cause.as_dict()))))))
+                    if len(lines) >= 2000:
+                        copy.write(b"\n".join(lines) + b"\n")
+                        lines = []
+                if lines:
+                    copy.write(b"\n".join(lines) + b"\n")
+        for pair, (_, intervals) in self.pending.items():
+            self.stored[pair] = intervals
+            if self.listener is not None:
+                self.published[pair] = _published(intervals)
+        if self.listener is not None:
+            for tenant, task, _ in self.deletes:
+                self.published.setdefault((tenant, task), [])
         self.pending.clear()
+        self.deletes.clear()
+        self.truncations.clear()
+
+    def committed(self, position: int) -> None:
+        if self.listener is not None:
+            self.listener.update(self.published, position)
+        self.published = {}
 
     def reset(self) -> None:
         self.pending.clear()
+        self.deletes.clear()
+        self.truncations.clear()
+        self.published = {}
+
+
+def _published(intervals: list[Interval]) -> list[tuple[datetime, datetime | None, bytes, str]]:
+    return [(i.valid_from, i.valid_to, i.resolution, i.etag) for i in intervals]
+
+
+class ResolutionListener:
+    """What the resolution view tells after each commit (see ``ResolutionHistory``)."""
+
+    def replace(self, current: Published) -> None:
+        """Everything the table holds now (after a load)."""
+
+    def update(self, changed: Published, position: int) -> None:
+        """The pairs a committed batch changed, and the position it committed."""
 
 
 # ---- rollouts -----------------------------------------------------------------------------
@@ -463,8 +583,8 @@ class AuditTrail(View):
         self.seq, self.last_hash = self._loaded
 
 
-def all_views() -> list[View]:
-    return [ResolutionHistory(), Rollouts(), Inventory(), AuditTrail()]
+def all_views(listener: ResolutionListener | None = None) -> list[View]:
+    return [ResolutionHistory(listener), Rollouts(), Inventory(), AuditTrail()]
 
 
 def content_hash_sql(tables: Iterable[str]) -> list[str]:
