@@ -8,6 +8,7 @@ from relctl.adapters.config import Settings
 from relctl.application.service import ControlPlane
 from relctl.domain.read_models import ProjectionName
 from relctl.projections.runner import ProjectorSet
+from relctl.projections.views import ResolutionListener
 
 
 @dataclass
@@ -24,12 +25,14 @@ class RunningProjectors:
         self.projectors.close()
 
 
-def start_projectors(app: ControlPlane, settings: Settings,
-                     idle_wait: float = 1.0) -> RunningProjectors:
-    """Start the projectors in a daemon thread (what ``relctl up`` runs beside the API)."""
+def start_projectors(app: ControlPlane, settings: Settings, idle_wait: float = 1.0,
+                     listener: ResolutionListener | None = None) -> RunningProjectors:
+    """Start the projectors in a daemon thread (what ``relctl up`` runs beside the API);
+    ``listener`` receives every committed change of the resolution read model."""
     if not settings.database_url:
         raise RuntimeError("the projectors need settings.database_url")
-    projectors = ProjectorSet(app, settings.database_url, settings.database_schema).open()
+    projectors = ProjectorSet(app, settings.database_url, settings.database_schema,
+                              listener=listener).open()
     stop = threading.Event()
     thread = threading.Thread(target=projectors.run, args=(stop,),
                               kwargs={"idle_wait": idle_wait}, name="relctl-projectors",

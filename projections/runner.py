@@ -192,8 +192,7 @@ class ProjectorSet:
             last = notifications[-1].id
             self.folded = last
             for view, position in zip(self.views, positions, strict=True):
-                if position < last:
-                    view.committed(last)
+                view.committed(max(position, last))
                 self._committed[view.name] = max(position, last)
             return len(notifications)
 

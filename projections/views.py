@@ -137,7 +137,7 @@ class View:
         """Write the batch's changes in the caller's transaction, then forget them."""
 
     def committed(self, position: int) -> None:
-        """Called once the batch's transaction (up to ``position``) has committed."""
+        """Called once the batch's transaction has committed; the view is at ``position``."""
 
     def reset(self) -> None:
         """Forget anything buffered (the batch's transaction was rolled back)."""
