@@ -2,12 +2,13 @@
 
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from relctl.adapters.config import Settings
 from relctl.application.service import ControlPlane
-from relctl.domain.read_models import ProjectionName
-from relctl.projections.runner import ProjectorSet
+from relctl.domain.read_models import ProjectionName, ReplayReport
+from relctl.projections.runner import ProjectorSet, replay
 from relctl.projections.views import ResolutionListener
 
 
@@ -58,5 +59,19 @@ def run_projectors(settings: Settings, rebuild: list[ProjectionName] | None = No
                 signal.signal(sig, lambda *_: stop.set())
             projectors.run(stop)
             return projectors.position()
+    finally:
+        app.close()
+
+
+def replay_projections(settings: Settings, names: list[ProjectionName] | None,
+                       on_progress: Callable[[int, int], None], keep: bool = False
+                       ) -> ReplayReport:
+    """``relctl replay``: rebuild read models aside and compare them with the live ones."""
+    if not settings.database_url:
+        raise SystemExit("relctl replay needs RELCTL_DATABASE_URL")
+    app = ControlPlane(env=settings.eventsourcing_env())
+    try:
+        return replay(app, settings.database_url, settings.database_schema, names,
+                      on_progress, keep)
     finally:
         app.close()
