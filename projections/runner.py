@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import orjson
@@ -39,6 +40,7 @@ from relctl.projections.views import (
 logger = logging.getLogger(__name__)
 
 BATCH = 5000
+PIPELINE_MAX = 64
 TRACKING = "relctl_rm_tracking"
 
 
@@ -205,11 +207,14 @@ class ProjectorSet:
         self._loaded = True
         self._apply(notifications, positions)
         last = notifications[-1].id
-        for view, position in zip(self.views, positions, strict=True):
-            if position < last:
+        behind = [v for v, p in zip(self.views, positions, strict=True) if p < last]
+        # A small (live) batch sends its writes in one pipeline: a round trip, not one per
+        # statement, between a command's commit and the read models showing it.
+        with cur.connection.pipeline() if len(notifications) <= PIPELINE_MAX else nullcontext():
+            for view in behind:
                 view.flush(cur, self.fold)
-                cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
-                            "WHERE name = %s", (last, view.name.value))
+            cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
+                        "WHERE name = ANY(%s)", (last, [v.name.value for v in behind]))
 
     def _apply(self, notifications: Iterable[Notification], positions: list[int]) -> None:
         mapper = self.app.mapper
