@@ -39,7 +39,7 @@ from relctl.projections.views import (
 
 logger = logging.getLogger(__name__)
 
-BATCH = 5000
+BATCH = 20_000
 PIPELINE_MAX = 64
 TRACKING = "relctl_rm_tracking"
 
