@@ -38,9 +38,11 @@ class CurrentResolutions(ResolutionListener):
         self.loaded = False
         self._changed = threading.Condition()
 
-    def replace(self, current: Published) -> None:
+    def replace(self, current: Published, position: int) -> None:
+        # The position may go back: the view was dropped and is being rebuilt.
         with self._changed:
             self._pairs = dict(current)
+            self.position = position
             self.loaded = True
 
     def update(self, changed: Published, position: int) -> None:

@@ -29,6 +29,7 @@ from relctl.domain.base import ControlAggregate
 from relctl.domain.errors import UnavailableError
 from relctl.domain.read_models import ProjectionName, ReplayReport
 from relctl.projections.views import (
+    TRACKING,
     Fold,
     ResolutionListener,
     Step,
@@ -41,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 BATCH = 20_000
 PIPELINE_MAX = 64
-TRACKING = "relctl_rm_tracking"
 
 
 def _snapshot(aggregate: Any) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from relctl.domain.task import Task
 from relctl.domain.tenant import Tenant
 
 GENESIS = "0" * 64
+TRACKING = "relctl_rm_tracking"  # each view's position: (name, position)
 
 
 def canonical(value: Any) -> bytes:
@@ -275,8 +276,12 @@ class ResolutionHistory(View):
                 start, end, answer, etag, Cause(ChangeKind(raw["kind"]), raw["position"],
                                                 raw["event"], raw["actor"], raw["reason"])))
         if self.listener is not None:
+            cur.execute(f"SELECT position FROM {TRACKING} WHERE name = %s",  # noqa: S608
+                        (self.name.value,))
+            row = cur.fetchone()
             self.listener.replace({pair: _published(intervals)
-                                   for pair, intervals in self.stored.items()})
+                                   for pair, intervals in self.stored.items()},
+                                  int(row[0]) if row else 0)
 
     def handle(self, step: Step, fold: Fold) -> None:
         pairs = _affected(step, fold)
@@ -395,8 +400,8 @@ def _published(intervals: list[Interval]) -> list[tuple[datetime, datetime | Non
 class ResolutionListener:
     """What the resolution view tells after each commit (see ``ResolutionHistory``)."""
 
-    def replace(self, current: Published) -> None:
-        """Everything the table holds now (after a load)."""
+    def replace(self, current: Published, position: int) -> None:
+        """Everything the table holds now, at ``position`` (after a load)."""
 
     def update(self, changed: Published, position: int) -> None:
         """The pairs a committed batch changed, and the position it committed."""
