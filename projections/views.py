@@ -82,30 +82,35 @@ class Step:
 
 
 class CachedView(ControlView):
-    """The domain's ControlView with its key -> id derivations (UUIDv5) memoised: the
-    projector resolves many pairs per event, and hashing ids dominated that cost."""
+    """The domain's ControlView with its key -> id derivations (UUIDv5) memoised and the
+    aggregates also indexed by the id's integer: the projector resolves many pairs per event,
+    and deriving ids and hashing UUID objects (``UUID.__hash__`` is Python code) dominated."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._ids: dict[tuple[Any, ...], Any] = {}
-        # One UUID object per aggregate: a dict lookup by the same object skips UUID.__eq__.
-        self._canon: dict[Any, Any] = {}
+        self._ids: dict[tuple[Any, ...], int] = {}
+        self._by_int: dict[int, Any] = {}
         self._details: dict[tuple[str, int], tuple[int | None, dict[str, Any]]] = {}
 
-    def _id(self, kind: str, *key: Any) -> Any:
+    def _id(self, kind: str, *key: Any) -> int:
         found = self._ids.get((kind, *key))
         if found is None:
             makers: dict[str, Callable[..., Any]] = {
                 "task": task_id, "tenant": tenant_id, "release": release_id}
-            maker = makers[kind]
-            made = maker(*key)
-            found = self._ids[(kind, *key)] = self._canon.setdefault(made, made)
+            found = self._ids[(kind, *key)] = makers[kind](*key).int
         return found
 
     def apply(self, domain_event: Any) -> None:
-        key = self._canon.setdefault(domain_event.originator_id, domain_event.originator_id)
-        self.aggregates[key] = domain_event.mutate(self.aggregates.get(key))
+        number = domain_event.originator_id.int
+        aggregate = domain_event.mutate(self._by_int.get(number))
+        self._by_int[number] = aggregate
+        self.aggregates[domain_event.originator_id] = aggregate
         self.last_timestamp = domain_event.timestamp
+
+    def get(self, aggregate_id: Any, kind: type) -> Any:
+        aggregate = self._by_int.get(aggregate_id if isinstance(aggregate_id, int)
+                                     else aggregate_id.int)
+        return aggregate if isinstance(aggregate, kind) else None
 
     def task(self, key: str) -> Task | None:
         return self.get(self._id("task", key), Task)  # type: ignore[no-any-return]
@@ -307,16 +312,15 @@ class ResolutionHistory(View):
     def _rewrite(self, view: ControlView, tenant: str, task: str, at: datetime,
                  cause: Cause) -> None:
         self._rewrite_stored(tenant, task, at)
-        earliest, intervals = self.pending.get((tenant, task), (at, []))
+        earliest, kept = self.pending.get((tenant, task), (at, []))
         tenant_state = view.tenant(tenant)
         pin = tenant_state.active_pin(task, at) if tenant_state else None
-        kept = []
-        for interval in intervals:
-            if interval.valid_from >= at:
-                continue
-            if interval.valid_to is None or interval.valid_to > at:
-                interval.valid_to = at
-            kept.append(interval)
+        # The batch's intervals of a pair are ordered and do not overlap: only the last ones
+        # can start at or after ``at``, and only the one before them can span it.
+        while kept and kept[-1].valid_from >= at:
+            kept.pop()
+        if kept and (kept[-1].valid_to is None or kept[-1].valid_to > at):
+            kept[-1].valid_to = at
         first = _interval(view, tenant, task, at, None, cause)
         if first is not None and pin is not None:
             expiry = datetime.fromisoformat(pin["expires_at"])
