@@ -179,16 +179,18 @@ def run(args: argparse.Namespace, url: str) -> None:
               f"{len(TASKS)} tasks, a task-level command every {args.task_every} events)")
         count, raw = read_rate(app, decode=False)
         print(f"raw notification-log read: {count} events in {raw:.2f} s = "
-              f"{count / raw:,.0f} events/s")
+              f"{count / raw:,.0f} events/s", flush=True)
         count, decoded = read_rate(app, decode=True)
         print(f"read + decode to domain events: {count / decoded:,.0f} events/s")
         with ProjectorSet(app, url, schema) as projectors:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             projectors.rebuild()
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             rate = count / elapsed
             print(f"rebuild of all read models: {count} events in {elapsed:.1f} s = "
-                  f"{rate:,.0f} events/s = {rate / (count / raw):.0%} of the raw read rate")
+                  f"{rate:,.0f} events/s = {rate / (count / raw):.0%} of the raw read rate "
+                  f"(this process used {cpu:.1f} s of CPU: {count / cpu:,.0f} events per "
+                  "CPU-second, PostgreSQL's own work not included)", flush=True)
             rows = {table: projectors._read().execute(
                 f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]  # noqa: S608
                 for view in projectors.views for table in view.tables}

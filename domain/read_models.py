@@ -177,3 +177,24 @@ class AuditVerdict:
     rows: int
     ok: bool
     first_break: AuditBreak | None = None
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """A replay of read models from the store into a scratch schema, compared with the live
+    ones at the same position (a content hash of every row of each view)."""
+
+    views: list[ProjectionName]
+    position: int
+    events: int
+    seconds: float
+    live: dict[str, str]
+    rebuilt: dict[str, str]
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def identical(self) -> bool:
+        return self.live == self.rebuilt

@@ -52,6 +52,10 @@ class ControlView:
     def rollout(self, rollout_id: UUID) -> Rollout | None:
         return self.get(rollout_id, Rollout)  # type: ignore[no-any-return]
 
+    def release_detail(self, task: str, number: int) -> dict[str, Any]:
+        """What a producer must run for release ``number`` (a subclass may memoise it)."""
+        return _release_detail(self, task, number)
+
 
 @dataclass
 class Resolution:
@@ -172,7 +176,7 @@ def resolve(view: ControlView, tenant_key: str, task_key: str, at: datetime) -> 
     return Resolution(
         tenant=tenant_key, task=task_key, release=number, source=source, pipeline=pipeline,
         flags=flags, shadow_release=shadow, rollout=rollout, overrides=overrides,
-        explanation=why, release_detail=_release_detail(view, task_key, number),
+        explanation=why, release_detail=view.release_detail(task_key, number),
         shadow_release_detail=(None if shadow is None
-                               else _release_detail(view, task_key, shadow)),
+                               else view.release_detail(task_key, shadow)),
     )

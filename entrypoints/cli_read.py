@@ -1,9 +1,10 @@
-"""CLI commands of the read side: ``project`` (run the projectors) and the auditor's and
-operator's reads (audit verify/export, changes, overrides, pins, drift, rollout status).
+"""CLI commands of the read side: ``project`` (run the projectors), ``replay`` (rebuild aside
+and compare with the live read models) and the auditor's and operator's reads (audit
+verify/export, changes, overrides, pins, drift, rollout status).
 
 Mounted by the main CLI (``app.add_typer(read_app)``, merging these commands at the top).
-``project`` talks to PostgreSQL directly; the reads go through the HTTP API like every other
-command, so roles and tokens apply.
+``project`` and ``replay`` talk to PostgreSQL directly; the reads go through the HTTP API like
+every other command, so roles and tokens apply.
 """
 
 import sys
@@ -72,6 +73,34 @@ def project(
     chosen = [] if rebuild_all else rebuild
     position = run_projectors(Settings.from_env(), rebuild=chosen, once=once)
     err_console.print(f"read models at position {position}")
+
+
+@read_app.command()
+def replay(
+    projection: Annotated[ProjectionName | None, typer.Argument(
+        help="the read model to replay (default: all)")] = None,
+    keep: Annotated[bool, typer.Option(help="keep the scratch schema it rebuilt into")] = False,
+) -> None:
+    """Rebuild read models from the event store (aside, the live ones keep serving), report
+    events per second, and check the rebuilt rows equal the live ones; exit 1 if not."""
+    from relctl.infra.projector import replay_projections
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("replaying", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console) as bar:
+        job = bar.add_task("events", total=None)
+        report = replay_projections(
+            Settings.from_env(), [projection] if projection else None,
+            lambda done, total: bar.update(job, completed=done, total=total), keep)
+    names = ", ".join(v.value for v in report.views)
+    print(f"replayed {names}: {report.events} events in {report.seconds:.1f} s = "
+          f"{report.events_per_second:,.0f} events/s (live position {report.position})")
+    for name, live in report.live.items():
+        same = report.rebuilt[name] == live
+        print(f"{name}: {'identical to the live view' if same else 'DIFFERS from the live view'}"
+              f" (content hash {report.rebuilt[name]})")
+    if not report.identical:
+        raise typer.Exit(1)
 
 
 @audit_app.command("verify")

@@ -5,14 +5,15 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from relctl.adapters.config import Settings
 from relctl.application.service import ControlPlane
-from relctl.domain.read_models import ProjectionName
+from relctl.domain.read_models import ProjectionName, ReplayReport
 from relctl.projections.alerts import AlertProjector
-from relctl.projections.runner import ProjectorSet
+from relctl.projections.runner import ProjectorSet, replay
+from relctl.projections.views import ResolutionListener
 
 logger = logging.getLogger(__name__)
 ONCE_SECONDS = 60.0  # relctl project --once: how long the alerts projection may take
@@ -32,12 +33,14 @@ class RunningProjectors:
         self.projectors.close()
 
 
-def start_projectors(app: ControlPlane, settings: Settings,
-                     idle_wait: float = 1.0) -> RunningProjectors:
-    """Start the projectors in a daemon thread (what ``relctl up`` runs beside the API)."""
+def start_projectors(app: ControlPlane, settings: Settings, idle_wait: float = 1.0,
+                     listener: ResolutionListener | None = None) -> RunningProjectors:
+    """Start the projectors in a daemon thread (what ``relctl up`` runs beside the API);
+    ``listener`` receives every committed change of the resolution read model."""
     if not settings.database_url:
         raise RuntimeError("the projectors need settings.database_url")
-    projectors = ProjectorSet(app, settings.database_url, settings.database_schema).open()
+    projectors = ProjectorSet(app, settings.database_url, settings.database_schema,
+                              listener=listener).open()
     stop = threading.Event()
     thread = threading.Thread(target=projectors.run, args=(stop,),
                               kwargs={"idle_wait": idle_wait}, name="relctl-projectors",
@@ -98,5 +101,19 @@ def run_projectors(settings: Settings, rebuild: list[ProjectionName] | None = No
             with alerts_beside(settings, stop, once=False):
                 projectors.run(stop)
             return projectors.position()
+    finally:
+        app.close()
+
+
+def replay_projections(settings: Settings, names: list[ProjectionName] | None,
+                       on_progress: Callable[[int, int], None], keep: bool = False
+                       ) -> ReplayReport:
+    """``relctl replay``: rebuild read models aside and compare them with the live ones."""
+    if not settings.database_url:
+        raise SystemExit("relctl replay needs RELCTL_DATABASE_URL")
+    app = ControlPlane(env=settings.eventsourcing_env())
+    try:
+        return replay(app, settings.database_url, settings.database_schema, names,
+                      on_progress, keep)
     finally:
         app.close()

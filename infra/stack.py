@@ -302,7 +302,9 @@ class Stack:
         settings = self.start_services()
         self.runtime = runtime = bootstrap(settings)
         ensure_admin_token(runtime, self.data_dir, self.say)
-        self.projectors = start_projectors(runtime.app, settings)
+        # /v1/resolve answers from the resolution read model's in-memory copy they keep.
+        self.projectors = start_projectors(runtime.app, settings,
+                                           listener=runtime.state.projected())
         loop = asyncio.get_running_loop()
         relay = runtime.relay if self.relay else None
 

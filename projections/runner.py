@@ -15,7 +15,8 @@ the same pure code as the live path (and costs a read of the log on every start)
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import orjson
@@ -26,13 +27,21 @@ from psycopg import sql
 from relctl.application.service import ControlPlane
 from relctl.domain.base import ControlAggregate
 from relctl.domain.errors import UnavailableError
-from relctl.domain.read_models import ProjectionName
-from relctl.projections.views import Fold, Step, View, all_views, content_hash_sql
+from relctl.domain.read_models import ProjectionName, ReplayReport
+from relctl.projections.views import (
+    TRACKING,
+    Fold,
+    ResolutionListener,
+    Step,
+    View,
+    all_views,
+    content_hash_sql,
+)
 
 logger = logging.getLogger(__name__)
 
-BATCH = 5000
-TRACKING = "relctl_rm_tracking"
+BATCH = 20_000
+PIPELINE_MAX = 64
 
 
 def _snapshot(aggregate: Any) -> dict[str, Any] | None:
@@ -49,11 +58,12 @@ class ProjectorSet:
     """The read models of one relctl schema, and the loop that keeps them current."""
 
     def __init__(self, app: ControlPlane, database_url: str, schema: str,
-                 views: Sequence[View] | None = None, batch_size: int = BATCH) -> None:
+                 views: Sequence[View] | None = None, batch_size: int = BATCH,
+                 listener: ResolutionListener | None = None) -> None:
         self.app = app
         self.url = database_url
         self.schema = schema
-        self.views = list(views) if views is not None else all_views()
+        self.views = list(views) if views is not None else all_views(listener)
         self.batch_size = batch_size
         self.conn: psycopg.Connection[Any] | None = None
         # Reads of positions and hashes use their own connection: the runner's one may be in
@@ -119,6 +129,9 @@ class ProjectorSet:
         self.folded = 0
         self.snapshots: dict[Any, dict[str, Any] | None] = {}
         self._loaded = False
+        # The positions this runner last committed (or loaded at): a view found elsewhere
+        # was advanced by another runner, and reloads what it keeps from its tables.
+        self._committed: dict[ProjectionName, int] = {}
         for view in self.views:
             view.reset()
 
@@ -149,11 +162,12 @@ class ProjectorSet:
                 break
         return done
 
-    def step(self, limit: int) -> int:
-        """Read one batch and apply it; every write and the positions commit together."""
+    def step(self, limit: int, stop: int | None = None) -> int:
+        """Read one batch (up to notification id ``stop``, if given) and apply it; every write
+        and the positions commit together."""
         with self._lock:
             notifications = self.app.recorder.select_notifications(
-                start=self.folded + 1, limit=limit)
+                start=self.folded + 1, limit=limit, stop=stop)
             if not notifications:
                 return 0
             conn = self._db()
@@ -177,23 +191,30 @@ class ProjectorSet:
                 self._forget()
                 if any(p < 0 for p in positions):
                     self.setup()
-                return self.step(limit)
-            self.folded = notifications[-1].id
+                return self.step(limit, stop)
+            last = notifications[-1].id
+            self.folded = last
+            for view, position in zip(self.views, positions, strict=True):
+                view.committed(max(position, last))
+                self._committed[view.name] = max(position, last)
             return len(notifications)
 
     def _project(self, cur: Any, notifications: Sequence[Notification],
                  positions: list[int]) -> None:
-        if not self._loaded:
-            for view in self.views:
+        for view, position in zip(self.views, positions, strict=True):
+            if not self._loaded or self._committed.get(view.name) != position:
                 view.load(cur)
-            self._loaded = True
+        self._loaded = True
         self._apply(notifications, positions)
         last = notifications[-1].id
-        for view, position in zip(self.views, positions, strict=True):
-            if position < last:
+        behind = [v for v, p in zip(self.views, positions, strict=True) if p < last]
+        # A small (live) batch sends its writes in one pipeline: a round trip, not one per
+        # statement, between a command's commit and the read models showing it.
+        with cur.connection.pipeline() if len(notifications) <= PIPELINE_MAX else nullcontext():
+            for view in behind:
                 view.flush(cur, self.fold)
-                cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
-                            "WHERE name = %s", (last, view.name.value))
+            cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
+                        "WHERE name = ANY(%s)", (last, [v.name.value for v in behind]))
 
     def _apply(self, notifications: Iterable[Notification], positions: list[int]) -> None:
         mapper = self.app.mapper
@@ -299,3 +320,58 @@ class ProjectorSet:
                      for q in content_hash_sql(view.tables)]
             result[view.name] = "/".join(parts)
         return result
+
+
+def _hashes(conn: psycopg.Connection[Any], views: Sequence[View]) -> dict[str, str]:
+    return {view.name.value: "/".join(str(conn.execute(q).fetchone()[0])  # type: ignore[index, arg-type]
+                                      for q in content_hash_sql(view.tables))
+            for view in views}
+
+
+def replay(app: ControlPlane, database_url: str, schema: str,
+           names: Iterable[ProjectionName] | None = None,
+           on_progress: Callable[[int, int], None] = lambda done, total: None,
+           keep: bool = False) -> ReplayReport:
+    """Rebuild read models from the store in a scratch schema, up to the live ones' position,
+    and compare every row with the live views (which keep serving meanwhile).
+
+    The live side is read in one REPEATABLE READ snapshot: its position and its rows belong to
+    the same instant however far the live projector moves on during the replay. The scratch
+    schema is dropped afterwards unless ``keep``."""
+    chosen = set(names) if names else set(ProjectionName)
+    views = [v for v in all_views() if v.name in chosen]
+    scratch = f"{schema}_replay_{int(time.time() * 1000)}"
+    with psycopg.connect(database_url, options=f"-c search_path={schema}") as live:
+        live.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        rows = live.execute(f"SELECT name, position FROM {TRACKING} "  # noqa: S608
+                            "WHERE name = ANY(%s)", ([v.name.value for v in views],)).fetchall()
+        tracked = {name: int(position) for name, position in rows}
+        missing = [v.name.value for v in views if v.name.value not in tracked]
+        if missing:
+            raise UnavailableError(f"no live read model {', '.join(missing)} in schema {schema}; "
+                                   "run the projector first (relctl project)")
+        if len(set(tracked.values())) > 1:
+            raise UnavailableError(f"the live read models are at different positions "
+                                   f"({tracked}); replay them one at a time")
+        target = next(iter(tracked.values()))
+        live_hashes = _hashes(live, views)
+        started = time.perf_counter()
+        try:
+            with ProjectorSet(app, database_url, scratch, views=views) as rebuilt:
+                done = 0
+                on_progress(0, target)
+                while rebuilt.folded < target:
+                    count = rebuilt.step(rebuilt.batch_size, stop=target)
+                    if count == 0:
+                        break
+                    done += count
+                    on_progress(rebuilt.folded, target)
+                seconds = time.perf_counter() - started
+                rebuilt_hashes = _hashes(rebuilt._read(), views)
+        finally:
+            if not keep:
+                with psycopg.connect(database_url, autocommit=True) as conn:
+                    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                        sql.Identifier(scratch)))
+    return ReplayReport(views=[v.name for v in views], position=target, events=done,
+                        seconds=seconds, live=live_hashes, rebuilt=rebuilt_hashes)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from psycopg import Cursor
+from psycopg import Cursor, pq
 from relctl.domain.errors import NotFoundError
 from relctl.domain.ids import release_id, task_id, tenant_id
 from relctl.domain.read_models import Cause, ChangeKind, ProjectionName
@@ -25,11 +25,36 @@ from relctl.domain.task import Task
 from relctl.domain.tenant import Tenant
 
 GENESIS = "0" * 64
+TRACKING = "relctl_rm_tracking"  # each view's position: (name, position)
 
 
 def canonical(value: Any) -> bytes:
     """One byte string per value: sorted keys, so hashes and ETags are stable."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+# Below this many rows (or inside a pipeline, which cannot COPY) a batch inserts with one
+# multi-row INSERT ... unnest: a live batch of a few events then costs one round trip per table.
+COPY_MIN = 200
+
+
+def _pipelined(cur: Cursor[Any]) -> bool:
+    return cur.connection.info.pipeline_status != pq.PipelineStatus.OFF
+
+
+def insert_rows(cur: Cursor[Any], table: str, types: tuple[str, ...],
+                rows: list[tuple[Any, ...]]) -> None:
+    """Append ``rows`` (in the table's column order) with COPY, or one INSERT for a few."""
+    if not rows:
+        return
+    if len(rows) >= COPY_MIN and not _pipelined(cur):
+        with cur.copy(f"COPY {table} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    cur.execute(f"INSERT INTO {table} SELECT * FROM unnest({arrays})",  # type: ignore[arg-type]  # noqa: S608
+                [list(column) for column in zip(*rows, strict=True)])
 
 
 @dataclass
@@ -57,21 +82,35 @@ class Step:
 
 
 class CachedView(ControlView):
-    """The domain's ControlView with its key -> id derivations (UUIDv5) memoised: the
-    projector resolves many pairs per event, and hashing ids dominated that cost."""
+    """The domain's ControlView with its key -> id derivations (UUIDv5) memoised and the
+    aggregates also indexed by the id's integer: the projector resolves many pairs per event,
+    and deriving ids and hashing UUID objects (``UUID.__hash__`` is Python code) dominated."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._ids: dict[tuple[Any, ...], Any] = {}
+        self._ids: dict[tuple[Any, ...], int] = {}
+        self._by_int: dict[int, Any] = {}
+        self._details: dict[tuple[str, int], tuple[int | None, dict[str, Any]]] = {}
 
-    def _id(self, kind: str, *key: Any) -> Any:
+    def _id(self, kind: str, *key: Any) -> int:
         found = self._ids.get((kind, *key))
         if found is None:
             makers: dict[str, Callable[..., Any]] = {
                 "task": task_id, "tenant": tenant_id, "release": release_id}
-            maker = makers[kind]
-            found = self._ids[(kind, *key)] = maker(*key)
+            found = self._ids[(kind, *key)] = makers[kind](*key).int
         return found
+
+    def apply(self, domain_event: Any) -> None:
+        number = domain_event.originator_id.int
+        aggregate = domain_event.mutate(self._by_int.get(number))
+        self._by_int[number] = aggregate
+        self.aggregates[domain_event.originator_id] = aggregate
+        self.last_timestamp = domain_event.timestamp
+
+    def get(self, aggregate_id: Any, kind: type) -> Any:
+        aggregate = self._by_int.get(aggregate_id if isinstance(aggregate_id, int)
+                                     else aggregate_id.int)
+        return aggregate if isinstance(aggregate, kind) else None
 
     def task(self, key: str) -> Task | None:
         return self.get(self._id("task", key), Task)  # type: ignore[no-any-return]
@@ -81,6 +120,16 @@ class CachedView(ControlView):
 
     def release(self, task: str, number: int) -> Release | None:
         return self.get(self._id("release", task, number), Release)  # type: ignore[no-any-return]
+
+    def release_detail(self, task: str, number: int) -> dict[str, Any]:
+        # Shared, never mutated: the answer is serialised straight away.
+        release = self.release(task, number)
+        version = release.version if release is not None else None
+        found = self._details.get((task, number))
+        if found is None or found[0] != version:
+            found = self._details[(task, number)] = (version, super().release_detail(task,
+                                                                                     number))
+        return found[1]
 
 
 @dataclass
@@ -116,6 +165,9 @@ class View:
 
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
         """Write the batch's changes in the caller's transaction, then forget them."""
+
+    def committed(self, position: int) -> None:
+        """Called once the batch's transaction has committed; the view is at ``position``."""
 
     def reset(self) -> None:
         """Forget anything buffered (the batch's transaction was rolled back)."""
@@ -164,6 +216,19 @@ def _interval(view: ControlView, tenant: str, task: str, start: datetime, end: d
     return Interval(start, end, body, hashlib.sha256(body).hexdigest()[:20], cause)
 
 
+def _copy_text(value: str | bytes) -> bytes:
+    """A field of PostgreSQL's COPY text format (our values hold no tabs or newlines: keys
+    match a pattern and JSON escapes control characters; only backslashes need doubling)."""
+    raw = value.encode() if isinstance(value, str) else value
+    return raw.replace(b"\\", b"\\\\")
+
+
+RESOLUTION_TYPES = ("text", "text", "timestamptz", "timestamptz", "jsonb", "text", "jsonb")
+Pair = tuple[str, str]
+# A pair's current intervals, as published after each commit: (valid_from, valid_to, body, etag).
+Published = dict[Pair, list[tuple[datetime, datetime | None, bytes, str]]]
+
+
 class ResolutionHistory(View):
     """Per registered tenant x task: the answer of ``resolve`` as validity intervals.
 
@@ -171,6 +236,13 @@ class ResolutionHistory(View):
     ``at``. A pin opens two intervals: pinned until its expiry, then what applies after it, so
     the pin stops applying at its instant without any new command. An event at ``t`` rewrites
     a pair's future from ``t``: later intervals go, the one spanning ``t`` ends at ``t``.
+
+    The view keeps each pair's stored intervals that a later event can still change (those
+    ending after the last event: at most the open one and a pin's two), loaded from the table
+    before the first batch. A batch then deletes and truncates stored rows by primary key
+    instead of searching the pair's whole history, which grows with every event.
+    ``listener`` (if any) receives, after each commit, the current intervals of the pairs the
+    batch changed: an in-memory copy for ``/v1/resolve``.
     """
 
     name = ProjectionName.RESOLUTION
@@ -182,8 +254,39 @@ class ResolutionHistory(View):
         " cause jsonb NOT NULL, PRIMARY KEY (tenant, task, valid_from))",
     )
 
-    def __init__(self) -> None:
-        self.pending: dict[tuple[str, str], tuple[datetime, list[Interval]]] = {}
+    def __init__(self, listener: "ResolutionListener | None" = None) -> None:
+        self.pending: dict[Pair, tuple[datetime, list[Interval]]] = {}
+        # Rows already in the table that a later event may still delete or truncate.
+        self.stored: dict[Pair, list[Interval]] = {}
+        self.deletes: dict[tuple[str, str, datetime], None] = {}
+        self.truncations: dict[tuple[str, str, datetime], datetime] = {}
+        self.listener = listener
+        self.published: Published = {}
+
+    def load(self, cur: Cursor[Any]) -> None:
+        self.reset()
+        self.stored = {}
+        # Every interval a future event can change ends after the last projected event, and
+        # an event-caused interval starts at its event: so this bound keeps a superset.
+        cur.execute(
+            "SELECT tenant, task, valid_from, valid_to, resolution::text, etag, cause::text "
+            "FROM relctl_rm_resolution WHERE valid_to IS NULL OR valid_to > (SELECT "
+            "coalesce(max(valid_from), '-infinity') FROM relctl_rm_resolution "
+            "WHERE cause->>'kind' = %s) ORDER BY tenant, task, valid_from",
+            (ChangeKind.EVENT.value,))
+        for tenant, task, start, end, body, etag, cause in cur.fetchall():
+            answer = canonical(orjson.loads(body))
+            raw = orjson.loads(cause)
+            self.stored.setdefault((tenant, task), []).append(Interval(
+                start, end, answer, etag, Cause(ChangeKind(raw["kind"]), raw["position"],
+                                                raw["event"], raw["actor"], raw["reason"])))
+        if self.listener is not None:
+            cur.execute(f"SELECT position FROM {TRACKING} WHERE name = %s",  # noqa: S608
+                        (self.name.value,))
+            row = cur.fetchone()
+            self.listener.replace({pair: _published(intervals)
+                                   for pair, intervals in self.stored.items()},
+                                  int(row[0]) if row else 0)
 
     def handle(self, step: Step, fold: Fold) -> None:
         pairs = _affected(step, fold)
@@ -194,18 +297,30 @@ class ResolutionHistory(View):
         for tenant, task in pairs:
             self._rewrite(fold.view, tenant, task, step.at, cause)
 
+    def _rewrite_stored(self, tenant: str, task: str, at: datetime) -> None:
+        stored = self.stored.pop((tenant, task), None)
+        for interval in stored or ():
+            key = (tenant, task, interval.valid_from)
+            if interval.valid_from >= at:
+                self.truncations.pop(key, None)
+                self.deletes[key] = None
+            elif interval.valid_to is None or interval.valid_to > at:
+                interval.valid_to = at
+                self.truncations[key] = at
+            # Every stored interval now ends at or before ``at``: no later event changes it.
+
     def _rewrite(self, view: ControlView, tenant: str, task: str, at: datetime,
                  cause: Cause) -> None:
-        earliest, intervals = self.pending.get((tenant, task), (at, []))
+        self._rewrite_stored(tenant, task, at)
+        earliest, kept = self.pending.get((tenant, task), (at, []))
         tenant_state = view.tenant(tenant)
         pin = tenant_state.active_pin(task, at) if tenant_state else None
-        kept = []
-        for interval in intervals:
-            if interval.valid_from >= at:
-                continue
-            if interval.valid_to is None or interval.valid_to > at:
-                interval.valid_to = at
-            kept.append(interval)
+        # The batch's intervals of a pair are ordered and do not overlap: only the last ones
+        # can start at or after ``at``, and only the one before them can span it.
+        while kept and kept[-1].valid_from >= at:
+            kept.pop()
+        if kept and (kept[-1].valid_to is None or kept[-1].valid_to > at):
+            kept[-1].valid_to = at
         first = _interval(view, tenant, task, at, None, cause)
         if first is not None and pin is not None:
             expiry = datetime.fromisoformat(pin["expires_at"])
@@ -221,28 +336,79 @@ class ResolutionHistory(View):
         self.pending[(tenant, task)] = (min(earliest, at), kept)
 
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
-        if not self.pending:
-            return
-        # One index range per pair (executemany pipelines them): a join against the whole
-        # history table would grow with it.
-        bounds = [(tenant, task, earliest)
-                  for (tenant, task), (earliest, _) in self.pending.items()]
-        cur.executemany("DELETE FROM relctl_rm_resolution WHERE tenant = %s AND task = %s "
-                        "AND valid_from >= %s", bounds)
-        cur.executemany("UPDATE relctl_rm_resolution SET valid_to = %s WHERE tenant = %s "
-                        "AND task = %s AND valid_from < %s AND (valid_to IS NULL OR "
-                        "valid_to > %s)", [(t, a, b, t, t) for a, b, t in bounds])
+        if self.deletes:
+            cur.executemany("DELETE FROM relctl_rm_resolution WHERE tenant = %s AND task = %s "
+                            "AND valid_from = %s", list(self.deletes))
+        if self.truncations:
+            cur.executemany("UPDATE relctl_rm_resolution SET valid_to = %s WHERE tenant = %s "
+                            "AND task = %s AND valid_from = %s",
+                            [(end, *key) for key, end in self.truncations.items()])
+        rows = sum(len(intervals) for _, intervals in self.pending.values())
+        if rows >= COPY_MIN and not _pipelined(cur):
+            self._copy(cur)
+        elif rows:
+            causes: dict[int, str] = {}  # one event's cause is shared by its pairs
+            insert_rows(cur, "relctl_rm_resolution", RESOLUTION_TYPES, [
+                (tenant, task, i.valid_from, i.valid_to, i.resolution.decode(), i.etag,
+                 causes.get(id(i.cause)) or causes.setdefault(
+                     id(i.cause), canonical(i.cause.as_dict()).decode()))
+                for (tenant, task), (_, intervals) in self.pending.items() for i in intervals])
+        for pair, (_, intervals) in self.pending.items():
+            self.stored[pair] = intervals
+            if self.listener is not None:
+                self.published[pair] = _published(intervals)
+        if self.listener is not None:
+            for tenant, task, _ in self.deletes:
+                self.published.setdefault((tenant, task), [])
+        self.pending.clear()
+        self.deletes.clear()
+        self.truncations.clear()
+
+    def _copy(self, cur: Cursor[Any]) -> None:
+        """COPY the batch's new intervals, each line built directly (no per-cell adapting)."""
         with cur.copy("COPY relctl_rm_resolution (tenant, task, valid_from, valid_to, "
                       "resolution, etag, cause) FROM STDIN") as copy:
+            lines: list[bytes] = []
+            causes: dict[int, bytes] = {}  # one event's cause is shared by its pairs
             for (tenant, task), (_, intervals) in self.pending.items():
                 for i in intervals:
-                    copy.write_row((tenant, task, i.valid_from, i.valid_to,
-                                    i.resolution.decode(), i.etag,
-                                    canonical(i.cause.as_dict()).decode()))
-        self.pending.clear()
+                    lines.append(b"\t".join((
+                        _copy_text(tenant), _copy_text(task),
+                        i.valid_from.isoformat().encode(),
+                        i.valid_to.isoformat().encode() if i.valid_to else b"\\N",
+                        _copy_text(i.resolution), i.etag.encode(),
+                        causes.get(id(i.cause)) or causes.setdefault(
+                            id(i.cause), _copy_text(canonical(i.cause.as_dict()))))))
+                if len(lines) >= 2000:
+                    copy.write(b"\n".join(lines) + b"\n")
+                    lines = []
+            if lines:
+                copy.write(b"\n".join(lines) + b"\n")
+
+    def committed(self, position: int) -> None:
+        if self.listener is not None:
+            self.listener.update(self.published, position)
+        self.published = {}
 
     def reset(self) -> None:
         self.pending.clear()
+        self.deletes.clear()
+        self.truncations.clear()
+        self.published = {}
+
+
+def _published(intervals: list[Interval]) -> list[tuple[datetime, datetime | None, bytes, str]]:
+    return [(i.valid_from, i.valid_to, i.resolution, i.etag) for i in intervals]
+
+
+class ResolutionListener:
+    """What the resolution view tells after each commit (see ``ResolutionHistory``)."""
+
+    def replace(self, current: Published, position: int) -> None:
+        """Everything the table holds now, at ``position`` (after a load)."""
+
+    def update(self, changed: Published, position: int) -> None:
+        """The pairs a committed batch changed, and the position it committed."""
 
 
 # ---- rollouts -----------------------------------------------------------------------------
@@ -292,10 +458,9 @@ class Rollouts(View):
                 "summary = EXCLUDED.summary, position = EXCLUDED.position",
                 (ids, [self.latest[i][0] for i in ids],
                  [self.latest[i][1].decode() for i in ids], [self.latest[i][2] for i in ids]))
-        if self.transitions:
-            with cur.copy("COPY relctl_rm_rollout_transitions FROM STDIN") as copy:
-                for row in self.transitions:
-                    copy.write_row(row)
+        insert_rows(cur, "relctl_rm_rollout_transitions", (
+            "bigint", "text", "timestamptz", "text", "text", "text", "jsonb", "text", "text",
+            "jsonb"), self.transitions)
         self.reset()
 
     def reset(self) -> None:
@@ -366,12 +531,12 @@ class Inventory(View):
             for task, pin in tenant.pins.items():
                 pins.append((key, task, pin["release"], datetime.fromisoformat(pin["expires_at"]),
                              pin["by"], pin["reason"], self.pin_since[(key, task)]))
-        for table, rows in (("relctl_rm_tenants", tenants), ("relctl_rm_overrides", overrides),
-                            ("relctl_rm_pins", pins)):
-            if rows:
-                with cur.copy(f"COPY {table} FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+        insert_rows(cur, "relctl_rm_tenants",
+                    ("text", "text", "text", "jsonb", "timestamptz"), tenants)
+        insert_rows(cur, "relctl_rm_overrides", ("text", "text", "text", "text", "int", "text",
+                                                 "text", "timestamptz"), overrides)
+        insert_rows(cur, "relctl_rm_pins", ("text", "text", "int", "timestamptz", "text",
+                                            "text", "timestamptz"), pins)
         self.touched.clear()
 
     def reset(self) -> None:
@@ -451,10 +616,9 @@ class AuditTrail(View):
         self.last_hash = digest
 
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
-        if self.rows:
-            with cur.copy("COPY relctl_rm_audit FROM STDIN") as copy:
-                for row in self.rows:
-                    copy.write_row(row)
+        insert_rows(cur, "relctl_rm_audit", (
+            "bigint", "bigint", "timestamptz", "text", "text", "text", "text", "text", "text",
+            "text"), self.rows)
         self.rows.clear()
         self._loaded = (self.seq, self.last_hash)
 
@@ -463,8 +627,8 @@ class AuditTrail(View):
         self.seq, self.last_hash = self._loaded
 
 
-def all_views() -> list[View]:
-    return [ResolutionHistory(), Rollouts(), Inventory(), AuditTrail()]
+def all_views(listener: ResolutionListener | None = None) -> list[View]:
+    return [ResolutionHistory(listener), Rollouts(), Inventory(), AuditTrail()]
 
 
 def content_hash_sql(tables: Iterable[str]) -> list[str]:
