@@ -63,15 +63,19 @@ def _get_text(path: str, params: dict[str, object]) -> str:
 def project(
     rebuild: Annotated[list[ProjectionName] | None, typer.Option(
         help="drop and rebuild this read model first (repeatable)")] = None,
-    rebuild_all: Annotated[bool, typer.Option("--rebuild-all", help="rebuild every read model")
-                           ] = False,
+    rebuild_all: Annotated[bool, typer.Option(
+        "--rebuild-all", help="rebuild every read model, the alerts history included")] = False,
+    rebuild_alerts: Annotated[bool, typer.Option(
+        "--rebuild-alerts", help="drop the alerts history and consume relctl.alerts again from "
+        "its start (alerts past the topic's retention are not in the rebuilt history)")] = False,
     once: Annotated[bool, typer.Option(help="catch up, then exit")] = False,
 ) -> None:
     """Run the projectors on their own (needs RELCTL_DATABASE_URL)."""
     from relctl.infra.projector import run_projectors
 
     chosen = [] if rebuild_all else rebuild
-    position = run_projectors(Settings.from_env(), rebuild=chosen, once=once)
+    position = run_projectors(Settings.from_env(), rebuild=chosen, once=once,
+                              rebuild_alerts=rebuild_alerts or rebuild_all)
     err_console.print(f"read models at position {position}")
 
 

@@ -82,11 +82,24 @@ def alerts_beside(settings: Settings, stop: threading.Event, once: bool) -> Iter
         thread.join(10)
 
 
+def drop_alerts(settings: Settings) -> None:
+    """Drop the alerts read model, so it is consumed again from the start of ``relctl.alerts``
+    (all the topic still retains: alerts past its retention are gone from the rebuild)."""
+    projector = alert_projector(settings)
+    if projector is not None:
+        try:
+            projector.drop()
+        finally:
+            projector.close()
+
+
 def run_projectors(settings: Settings, rebuild: list[ProjectionName] | None = None,
-                   once: bool = False) -> int:
+                   once: bool = False, rebuild_alerts: bool = False) -> int:
     """``relctl project``: (optionally rebuild, then) project until SIGINT/SIGTERM, or once."""
     if not settings.database_url:
         raise SystemExit("relctl project needs RELCTL_DATABASE_URL")
+    if rebuild_alerts:
+        drop_alerts(settings)
     app = ControlPlane(env=settings.eventsourcing_env())
     stop = threading.Event()
     try:
