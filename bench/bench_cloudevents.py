@@ -28,8 +28,7 @@ from pydantic import TypeAdapter
 from relctl.adapters import cloudevents, ingest
 from relctl.domain.evaluation import EVALUATION_TYPE, EvaluationRecord
 
-from tests.unit.evaluation_support import evaluation
-from tests.unit.support import new_app, released_task
+from bench.builders import evaluation, new_app, released_task
 
 RECORDS = TypeAdapter(list[EvaluationRecord])
 SDK_FORMAT = JSONFormat()

@@ -45,7 +45,7 @@ from relctl.infra.bootstrap import bootstrap
 from relctl.streams.app import DEDUP_ENV
 
 from bench.common import services
-from tests.integration.guard_helpers import (
+from bench.harness import (
     ControlPlaneThread,
     WorkerProcess,
     evaluation,

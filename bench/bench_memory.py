@@ -25,7 +25,7 @@ from relctl.streams.attribute import Attributor
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.guard import DictStore, Guard
 
-from tests.integration.guard_helpers import evaluation
+from bench.harness import evaluation
 
 
 def measure(tenants: int, releases: int, minutes: int = 15,

@@ -3,8 +3,10 @@
 import contextlib
 import statistics
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from relctl.infra.embedded import EmbeddedBroker, EmbeddedPostgres
 
@@ -36,3 +38,16 @@ def summary(latencies: list[float]) -> str:
     return (f"p50 {percentile(latencies, 50) * 1000:.2f} ms, "
             f"p99 {percentile(latencies, 99) * 1000:.2f} ms, "
             f"mean {statistics.fmean(latencies) * 1000:.2f} ms")
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
+               what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)

@@ -8,16 +8,19 @@ and the services start only once. Set RELCTL_TEST_DATABASE_URL to use an existin
 import os
 import shutil
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 from relctl.adapters.config import Settings
 from relctl.infra.embedded import EmbeddedBroker, EmbeddedPostgres
+
+from bench.common import wait_until
+
+# Re-exported: the tests import wait_until from here (it lives in bench.common).
+__all__ = ["wait_until"]
 
 
 @pytest.fixture(scope="session")
@@ -61,16 +64,3 @@ def settings(
     )
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05,
-               what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

@@ -1,7 +1,6 @@
 import asyncio
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -11,16 +10,13 @@ from relctl.entrypoints.api.app import create_api
 from relctl.infra.bootstrap import Runtime, bootstrap
 from relctl.infra.embedded import free_port
 
+from bench.harness import SPEC
 from tests.conftest import wait_until
 
-pytestmark = pytest.mark.integration
+# Re-exported: the integration tests import SPEC from here (it lives in bench.harness).
+__all__ = ["SPEC", "Server"]
 
-SPEC: dict[str, Any] = {
-    "prompt_template": "Score the call.", "model_provider": "openai", "model_name": "gpt-4o",
-    "model_version": "gpt-4o-2024-08-06", "temperature": 0.0, "seed": 7,
-    "output_schema": {"type": "object", "properties": {"score": {"type": "number"}}},
-    "output_schema_version": "1",
-}
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

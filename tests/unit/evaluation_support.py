@@ -1,28 +1,15 @@
 """Builders for evaluation records: a valid one as a plain dict, and a Hypothesis strategy."""
 
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 
 from hypothesis import strategies as st
 from relctl.domain.evaluation import KEY_PATTERN
 from relctl.domain.release import is_alias
 
+from bench.builders import evaluation
 
-def evaluation(**changes: Any) -> dict[str, Any]:
-    """A valid evaluation record as producers send it (JSON types); ``...`` drops a field."""
-    data: dict[str, Any] = {
-        "tenant": "acme", "task": "csat", "call_id": "call-1", "release": 1,
-        "prompt_version": "p1", "prompt_hash": "sha256:" + "ab" * 32,
-        "model_provider": "openai", "model_version": "gpt-4o-2024-08-06", "temperature": 0.0,
-        "seed": 7, "outcome": "ok", "confidence": 0.82, "score": 87.5,
-        "category_scores": {"greeting": 90.0, "resolution": 75.0},
-        "categories": {"greeting": "pass", "resolution": "partial"},
-        "latency_ms": 1234.5, "tokens": 1800, "cost_usd": 0.0123,
-        "validator_outcomes": {"output_schema": "pass"},
-        "occurred_at": "2026-11-21T10:00:00Z",
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v is not ...}
+# Re-exported: the unit tests import evaluation from here (it lives in bench.builders).
+__all__ = ["evaluation", "json_values", "keys", "labels", "offsets", "records", "texts"]
 
 
 keys = st.from_regex(KEY_PATTERN, fullmatch=True)

@@ -12,16 +12,13 @@ from uuid import UUID
 from relctl.application.service import ControlPlane
 from relctl.domain.resolution import ControlView
 
-ACTOR = "alice"
-OTHER = "bob"
-REASON = "because we need it"
-TASK = "csat-scoring"
+from bench.builders import ACTOR, REASON, SCHEMA, TASK, new_app, released_task, spec
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"score": {"type": "number"}, "summary": {"type": "string"}},
-    "required": ["score"],
-}
+# Re-exported: the unit tests import these from here (they live in bench.builders).
+__all__ = ["ACTOR", "BAD_ATTRIBUTIONS", "OTHER", "REASON", "SCHEMA", "TASK", "fold", "new_app",
+           "notification_count", "released_task", "rollout_id", "spec", "stages", "stored_events"]
+
+OTHER = "bob"
 
 # Commands without an actor, or without a reason of at least three characters.
 BAD_ATTRIBUTIONS = [
@@ -33,22 +30,6 @@ BAD_ATTRIBUTIONS = [
     (ACTOR, "  a  "),
     (ACTOR, None),
 ]
-
-
-def spec(**overrides: Any) -> dict[str, Any]:
-    """A valid release spec as a plain dict (what the API receives)."""
-    data: dict[str, Any] = {
-        "prompt_template": "Score the call {transcript}",
-        "model_provider": "openai",
-        "model_name": "gpt-4o",
-        "model_version": "gpt-4o-2024-08-06",
-        "temperature": 0.2,
-        "seed": 7,
-        "output_schema": SCHEMA,
-        "output_schema_version": "1.0",
-    }
-    data.update(overrides)
-    return data
 
 
 def stages(
@@ -74,10 +55,6 @@ def stages(
     return result
 
 
-def new_app() -> ControlPlane:
-    return ControlPlane(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
-
-
 def notification_count(app: ControlPlane) -> int:
     return len(app.recorder.select_notifications(start=1, limit=10_000))
 
@@ -97,19 +74,6 @@ def fold(events: Iterable[Any], until: datetime | None = None) -> ControlView:
         if until is None or domain_event.timestamp <= until:
             view.apply(domain_event)
     return view
-
-
-def released_task(
-    app: ControlPlane, task: str = TASK, count: int = 3, default: int | None = 1,
-    stage: str = "Beta",
-) -> None:
-    """A task with ``count`` non-breaking releases, all promoted to ``stage``."""
-    for number in range(1, count + 1):
-        app.create_release(task, spec(prompt_template=f"prompt v{number}"), ACTOR, REASON)
-        if stage != "Draft":
-            app.promote_release(task, number, stage, ACTOR, REASON)
-    if default is not None:
-        app.set_default_release(task, default, ACTOR, REASON)
 
 
 def rollout_id(outcome: dict[str, Any]) -> UUID:
