@@ -18,6 +18,10 @@ MAX_COMMAND_BODY_BYTES = 512 * 1024
 MAX_BODY_DEPTH = 64
 MAX_INTEGER_DIGITS = 20
 UNLIMITED_PATHS = ("/v1/evaluations",)
+# Artifacts, not commands: a golden set of a few thousand calls, or a gate bundle with its
+# metrics, is megabytes. They get their own, larger limit.
+MAX_ARTIFACT_BODY_BYTES = 32 * 1024 * 1024
+ARTIFACT_PATH_ENDINGS = ("/golden-sets", "/gate-evaluations")
 
 
 class RefusedError(Exception):
@@ -129,9 +133,11 @@ class RequestLimits:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body:
+        limit = (max(self.max_body, MAX_ARTIFACT_BODY_BYTES)
+                 if scope["path"].rstrip("/").endswith(ARTIFACT_PATH_ENDINGS) else self.max_body)
+        if declared.isdigit() and int(declared) > limit:
             await _refuse(send, RefusedError(413, "payload_too_large", f"the body is "
-                          f"{int(declared)} bytes; the limit for commands is {self.max_body}"))
+                          f"{int(declared)} bytes; the limit for this request is {limit}"))
             return
         body = bytearray()
         more = True
@@ -141,9 +147,9 @@ class RequestLimits:
                 return
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.max_body:
+            if len(body) > limit:
                 await _refuse(send, RefusedError(413, "payload_too_large", f"the body exceeds the "
-                              f"{self.max_body}-byte limit for commands"))
+                              f"{limit}-byte limit for this request"))
                 return
         content_type = headers.get(b"content-type", b"application/json").lower()
         if b"json" in content_type:

@@ -310,3 +310,24 @@ def test_recording_is_for_writers_and_only_for_the_release_that_ran(gated: Gated
         "reason": "not mine", "evaluation": {**evaluation, "bundle_id": "gb-a"}}
     ).status_code == 403
     assert len(gated.events("gate_evaluated")) == 1
+
+
+def test_a_golden_set_of_thousands_of_calls_registers_though_commands_stay_small(
+        gated: Gated, server: Server):
+    """A golden set is an artifact of megabytes, not a command: its route has its own limit."""
+    rows = [json.loads(line) for line in GOLDEN_PATH.read_text().splitlines()]
+    many = [{**row, "call_id": f"{row['call_id']}-{copy}"} for copy in range(8) for row in rows]
+    body = {"name": "csat-large", "rows": many, "reason": "the full regression set"}
+    size = len(json.dumps(body))
+    assert size > 2 * 1024 * 1024  # well past the 512 KiB command limit
+    registered = ok(gated.operator.post("/v1/tasks/csat/golden-sets", json=body))
+    assert registered["changed"] is True
+    current = ok(gated.operator.get("/v1/tasks/csat/golden-sets/current"))["current"]
+    assert current["name"] == "csat-large"
+    stored = ok(gated.operator.get("/v1/tasks/csat/golden-sets/rows"))
+    assert stored["content_hash"] == current["content_hash"]
+    assert len(stored["jsonl"].splitlines()) == len(many)
+    # an ordinary command of that size is still refused before it is read
+    refused = gated.operator.post("/v1/tasks/csat/default",
+                                  json={"release": 1, "reason": "x" * size})
+    assert refused.status_code == 413
