@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -51,6 +50,7 @@ from relctl.domain.release import prompt_hash
 from relctl.infra.embedded import free_port, wait_for_port
 
 from bench.common import percentile
+from bench.harness import read_metric
 
 SPEC: dict[str, Any] = {
     "prompt_template": "Score the call.", "model_provider": "openai", "model_name": "gpt-4o",
@@ -76,23 +76,6 @@ def evaluation(task: str, release: int, call: int, *, tenant: str, error: bool =
         "tokens": 900, "cost_usd": 0.01, "score": 80.0, "confidence": 0.9,
         "occurred_at": datetime.now(UTC).isoformat(),
     }
-
-
-def read_metric(port: int, name: str, **labels: str) -> float | None:
-    """One sample (exact label set) from a Prometheus endpoint on loopback, or None."""
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return None
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        have = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
-        if have == wanted:
-            return float(match.group(3))
-    return None
 
 
 class Bench:
