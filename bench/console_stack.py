@@ -22,6 +22,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from bench.common import wait_until
+
 CHROMIUM = os.environ.get("RELCTL_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("RELCTL_CHROMEDRIVER", "/usr/bin/chromedriver")
 CANDIDATE = {**SPEC, "prompt_template": SPEC["prompt_template"] + " Penalise unresolved issues.",
@@ -136,11 +138,5 @@ def open_signed_in(driver: WebDriver, url: str, token: str) -> None:
 
 
 def wait(check: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    """:func:`bench.common.wait_until` with the console scripts' argument order."""
+    return wait_until(check, timeout, interval, what)
