@@ -1,6 +1,7 @@
 import asyncio
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from relctl.entrypoints.api.app import create_api
 from relctl.infra.bootstrap import Runtime, bootstrap
 from relctl.infra.embedded import free_port
 
-from bench.harness import SPEC
+from bench.harness import SPEC, ControlPlaneThread, WorkerProcess
 from tests.conftest import wait_until
 
 # Re-exported: the integration tests import SPEC from here (it lives in bench.harness).
@@ -24,6 +25,22 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     instance = bootstrap(settings)
     yield instance
     instance.close()
+
+
+@pytest.fixture
+def plane(runtime: Runtime) -> Iterator[ControlPlaneThread]:
+    """The relay and command consumer in a thread: what turns guard decisions into events."""
+    control = ControlPlaneThread(runtime).start()
+    yield control
+    control.stop()
+
+
+@pytest.fixture
+def worker(runtime: Runtime, tmp_path: Path, plane: ControlPlaneThread) -> Iterator[WorkerProcess]:
+    """A guard worker subprocess (started by the test), beside a running control plane."""
+    process = WorkerProcess(runtime, tmp_path)
+    yield process
+    process.stop()
 
 
 class Server:

@@ -5,8 +5,6 @@ re-consume, with the decision once and linked to the rollback the store recorded
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from uuid import UUID
 
 import psycopg
@@ -19,7 +17,6 @@ from relctl.projections.runner import ProjectorSet
 
 from tests.conftest import wait_until
 from tests.integration.guard_helpers import (
-    ControlPlaneThread,
     WorkerProcess,
     evaluation,
     produce,
@@ -28,20 +25,6 @@ from tests.integration.guard_helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def plane(runtime: Runtime) -> Iterator[ControlPlaneThread]:
-    control = ControlPlaneThread(runtime).start()
-    yield control
-    control.stop()
-
-
-@pytest.fixture
-def worker(runtime: Runtime, tmp_path: Path, plane: ControlPlaneThread) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(runtime, tmp_path)
-    yield process
-    process.stop()
 
 
 def _state(runtime: Runtime, rollout: str) -> str:

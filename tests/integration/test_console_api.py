@@ -4,7 +4,6 @@ integration tier runs."""
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -12,13 +11,14 @@ from uuid import UUID
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from relctl.adapters.config import Settings
 from relctl.adapters.kafka import ensure_topics, topic_specs
 from relctl.domain.alerts import Alert, AlertKind
 from relctl.infra.bootstrap import Runtime
 from relctl.projections.alerts import AlertProjector
-from relctl.projections.runner import ProjectorSet
 
 from tests.integration.conftest import Server
+from tests.integration.read_more_support import projecting
 from tests.integration.read_support import WHO, seed_tasks
 
 pytestmark = pytest.mark.integration
@@ -27,17 +27,19 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def projected(runtime: Runtime) -> Iterator[None]:
     settings = runtime.settings
-    assert settings.database_url
     asyncio.run(ensure_topics(settings.kafka_bootstrap or "", topic_specs(settings)))
-    projectors = ProjectorSet(runtime.app, settings.database_url, settings.database_schema)
-    projectors.open()
-    stop = threading.Event()
-    thread = threading.Thread(target=projectors.run, args=(stop,), kwargs={"idle_wait": 0.2})
-    thread.start()
-    yield
-    stop.set()
-    thread.join(30)
-    projectors.close()
+    with projecting(runtime):
+        yield
+
+
+async def send_alert(settings: Settings, alert: Alert) -> None:
+    """One alert on the alerts topic, as the worker would publish it."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic("alerts"), json.dumps(alert.wire()).encode())
+    finally:
+        await producer.stop()
 
 
 class Events:
@@ -86,20 +88,11 @@ def test_an_alert_on_the_topic_reaches_the_stream_and_the_filters(
                   release=2, cohort="all", at="2026-12-01T10:00:00+00:00",
                   fired_at="2026-12-01T10:00:00+00:00", evidence={"value": 0.2})
 
-    async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(settings.topic("alerts"),
-                                         json.dumps(alert.wire()).encode())
-        finally:
-            await producer.stop()
-
     with server.client() as http, http.stream("GET", "/console/api/stream",
                                               timeout=30) as response:
         events = Events(response)
         events.next("snapshot")
-        asyncio.run(send())
+        asyncio.run(send_alert(settings, alert))
         seen = events.next("alert")
         assert (seen["rule"], seen["kind"], seen["task"]) == ("llm-error-rate", "fired", "csat")
     with server.client() as http:
@@ -170,13 +163,7 @@ def test_the_alert_list_comes_from_the_alerts_read_model_and_lists_each_alert_on
                   fired_at="2026-12-02T09:00:00+00:00", evidence={"value": 7.5})
 
     async def send_and_project() -> int:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(settings.topic("alerts"),
-                                         json.dumps(alert.wire()).encode())
-        finally:
-            await producer.stop()
+        await send_alert(settings, alert)
         projector = AlertProjector(settings.database_url or "", settings.database_schema,
                                    settings.kafka_bootstrap or "", settings.topic("alerts"))
         try:

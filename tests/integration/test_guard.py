@@ -2,9 +2,7 @@
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from uuid import UUID
 
 import orjson
@@ -16,7 +14,6 @@ from relctl.infra.bootstrap import Runtime
 from tests.conftest import wait_until
 from tests.integration.guard_helpers import (
     PROMPTS,
-    ControlPlaneThread,
     WorkerProcess,
     evaluation,
     produce,
@@ -26,20 +23,6 @@ from tests.integration.guard_helpers import (
 from tests.integration.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def plane(runtime: Runtime) -> Iterator[ControlPlaneThread]:
-    control = ControlPlaneThread(runtime).start()
-    yield control
-    control.stop()
-
-
-@pytest.fixture
-def worker(runtime: Runtime, tmp_path: Path, plane: ControlPlaneThread) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(runtime, tmp_path)
-    yield process
-    process.stop()
 
 
 def events_of(runtime: Runtime, rollout: str) -> list[str]:

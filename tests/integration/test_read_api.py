@@ -1,7 +1,5 @@
 """The read routers over HTTP, with the projector running beside them as ``relctl up`` would."""
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,15 +7,11 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
-import uvicorn
-from relctl.entrypoints.api.app import create_api
 from relctl.entrypoints.cli_read import read_app
 from relctl.infra.bootstrap import Runtime
-from relctl.infra.embedded import free_port
-from relctl.projections.runner import ProjectorSet
 from typer.testing import CliRunner
 
-from tests.conftest import wait_until
+from tests.integration.read_more_support import read_stack
 from tests.integration.read_support import WHO, seed_tasks, stored_events
 
 pytestmark = pytest.mark.integration
@@ -25,33 +19,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def client(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
-    settings = runtime.settings
-    assert settings.database_url
-    projectors = ProjectorSet(runtime.app, settings.database_url, settings.database_schema)
-    projectors.open()
-    stop = threading.Event()
-    thread = threading.Thread(target=projectors.run, args=(stop,), kwargs={"idle_wait": 0.2})
-    thread.start()
-    api = create_api(runtime)
-    token = runtime.tokens.create("root", "admin", created_by="tests")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    serving = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    serving.start()
-    try:
-        wait_until(lambda: server.started, timeout=10, what="uvicorn start")
-        monkeypatch.setenv("RELCTL_API_URL", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("RELCTL_TOKEN", token)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                          headers={"Authorization": f"Bearer {token}"}) as http:
+    with read_stack(runtime) as server:
+        monkeypatch.setenv("RELCTL_API_URL", server.url)
+        monkeypatch.setenv("RELCTL_TOKEN", server.admin_token)
+        with server.client() as http:
             yield http
-    finally:
-        server.should_exit = True
-        serving.join(10)
-        stop.set()
-        thread.join(30)
-        projectors.close()
 
 
 def test_resolve_reads_its_own_writes_with_an_etag(runtime: Runtime, client: httpx.Client) -> None:

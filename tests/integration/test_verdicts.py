@@ -6,7 +6,6 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -57,24 +56,10 @@ class VerdictThread:
 
 
 @pytest.fixture
-def plane(runtime: Runtime) -> Iterator[ControlPlaneThread]:
-    control = ControlPlaneThread(runtime).start()
-    yield control
-    control.stop()
-
-
-@pytest.fixture
 def verdicts(runtime: Runtime, plane: ControlPlaneThread) -> Iterator[VerdictThread]:
     consumer = VerdictThread(runtime).start()
     yield consumer
     consumer.stop()
-
-
-@pytest.fixture
-def worker(runtime: Runtime, tmp_path: Path, plane: ControlPlaneThread) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(runtime, tmp_path)
-    yield process
-    process.stop()
 
 
 def latest(board: VerdictBoard, rollout: str) -> RuleVerdict | None:
