@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from relctl.adapters import ingest
@@ -21,6 +21,7 @@ from relctl.adapters.alertmanager import AlertmanagerSender
 from relctl.adapters.cloudevents import alert_record, dead_letter, verdict_record
 from relctl.adapters.commands import command_record
 from relctl.domain.alerts import AlertKind
+from relctl.domain.guard_eval import GuardOutcome
 from relctl.domain.timeliness import explain, time_problem
 from relctl.domain.trace_contract import describe, violations
 from relctl.domain.verdicts import RuleVerdict, VerdictChanges
@@ -219,12 +220,15 @@ class GuardAgent:
     changes (relctl.verdicts) out."""
 
     def __init__(self, guard: Guard, topics: WorkerTopics, ready: asyncio.Event,
-                 alertmanager: AlertmanagerSender | None) -> None:
+                 alertmanager: AlertmanagerSender | None,
+                 flush: Callable[[], Awaitable[None]] | None = None) -> None:
         self.guard = guard
         self.topics = topics
         self.ready = ready
         self.alertmanager = alertmanager
+        self.flush = flush
         self.changes = VerdictChanges()
+        self._outcomes: dict[tuple[str, str], GuardOutcome] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     async def tick(self) -> None:
@@ -311,9 +315,18 @@ class GuardAgent:
             ALERTS.labels(alert["kind"], str(alert.get("rule", AlertKind.DECISION))).inc()
         if alerts and self.alertmanager is not None:
             self._in_background(self.alertmanager.send(alerts))
+        rollout = outcome.rollout_id or ""
+        moved = [v for v in outcome.verdicts if self._outcomes.get((rollout, v.rule)) != v.outcome]
+        if moved and self.flush is not None:
+            # The rule states behind a new outcome (a breach's start, a decision taken) are
+            # table writes still in the producer's buffer until the next commit. Flushed
+            # first, no observer sees an outcome that a crash could take back: a breach seen
+            # as Pending keeps its start across a SIGKILL. Outcomes move rarely; this costs
+            # one round trip each time, after the decision itself was sent.
+            await self.flush()
         for verdict in outcome.verdicts:
-            GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
-                OUTCOME_CODE[verdict.outcome])
+            self._outcomes[(rollout, verdict.rule)] = verdict.outcome
+            GUARD_OUTCOME.labels(rollout, verdict.rule).set(OUTCOME_CODE[verdict.outcome])
 
 
 def record_consumer_lag(consumer: Any, topic: str) -> None:

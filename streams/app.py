@@ -124,7 +124,8 @@ class GuardWorker:
             self.guard.retention)
         self.judge = GuardAgent(
             self.guard, self.topics, self.control.ready,
-            AlertmanagerSender(alertmanager_url) if alertmanager_url else None)
+            AlertmanagerSender(alertmanager_url) if alertmanager_url else None,
+            flush=lambda: app.producer.flush())  # noqa: PLW0108 (Faust makes it lazily)
         app.agent(self.topics.evaluations, name="attribute")(self.attribute.run)
         app.agent(self.topics.partials, name="guard")(self.judge.run)
         app.task(self.control.follow)
