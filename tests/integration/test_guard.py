@@ -44,7 +44,9 @@ def state_of(runtime: Runtime, rollout: str) -> str:
 def test_breaking_guard_rolls_back_and_resolve_returns_the_baseline(
     runtime: Runtime, worker: WorkerProcess,
 ) -> None:
-    rollout = rollout_with_guard(runtime, "csat", [rule(threshold=0.05)])
+    # min_samples = the candidate's 100 evaluations: the decision waits for all of them, so its
+    # evidence is exact (20 %) wherever the worker's batch boundaries fall.
+    rollout = rollout_with_guard(runtime, "csat", [rule(threshold=0.05, min_samples=100)])
     worker.start()
     bootstrap, topic = runtime.settings.kafka_bootstrap or "", runtime.settings.topic("evaluations")
     records = [evaluation("csat", 2, i, error=i % 5 == 0) for i in range(100)]
@@ -57,7 +59,7 @@ def test_breaking_guard_rolls_back_and_resolve_returns_the_baseline(
     assert len(rolled_back) == 1
     assert rolled_back[0].actor == "relctl-guard"
     evidence = rolled_back[0].evidence
-    assert evidence["rule"] == "errors" and evidence["samples"] >= 50
+    assert evidence["rule"] == "errors" and evidence["samples"] == 100
     assert evidence["value"] == pytest.approx(0.2)
     for tenant in (f"tenant-{i}" for i in range(11)):
         assert runtime.state.resolve(tenant, "csat").release == 1
@@ -93,8 +95,10 @@ def test_near_misses_change_nothing(
 
 
 def test_signal_rule_only_alerts(runtime: Runtime, worker: WorkerProcess) -> None:
+    # min_samples = all 80: the alert waits for every evaluation, wherever batches split them.
     rollout = rollout_with_guard(runtime, "sig", [rule(name="latency", metric="latency_p95_ms",
-                                                       threshold=1000, gate_class="Signal")])
+                                                       threshold=1000, min_samples=80,
+                                                       gate_class="Signal")])
     worker.start()
     produce(runtime.settings.kafka_bootstrap or "", runtime.settings.topic("evaluations"),
             [evaluation("sig", 2, i) for i in range(80)])
@@ -173,8 +177,8 @@ def test_shadow_mode_pairs_both_arms_of_the_same_call(
     runtime: Runtime, worker: WorkerProcess,
 ) -> None:
     rollout = rollout_with_guard(runtime, "shadow", [rule(
-        name="drift", metric="score_delta_shadow", comparator="<", threshold=-5, min_samples=30,
-        gate_class="Signal")], shadow=True)
+        name="drift", metric="score_delta_shadow", comparator="<", threshold=-5, min_samples=40,
+        gate_class="Signal")], shadow=True)  # all 40 pairs: exact evidence however batched
     worker.start()
     records = []
     for i in range(40):
