@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import psycopg
@@ -176,12 +176,17 @@ class ProjectorSet:
     def catch_up(self, limit: int | None = None) -> int:
         """Project every event committed so far (or ``limit`` events); return how many."""
         done = 0
-        while limit is None or done < limit:
-            count = self.step(self.batch_size if limit is None
-                              else min(self.batch_size, limit - done))
-            done += count
-            if count == 0:
-                break
+        with ExitStack() as paused:
+            while limit is None or done < limit:
+                count = self.step(self.batch_size if limit is None
+                                  else min(self.batch_size, limit - done))
+                done += count
+                if count == 0:
+                    break
+                if count > PIPELINE_MAX and done == count:
+                    # A backlog (a rebuild, a restart's refold): the collector stays paused
+                    # until it is read, not only during each batch (see _collector_paused).
+                    paused.enter_context(_collector_paused(True))
         return done
 
     def step(self, limit: int, stop: int | None = None) -> int:

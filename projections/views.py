@@ -428,16 +428,25 @@ class ResolutionHistory(View):
 
     def _rewrite(self, view: ControlView, tenant: str, task: str, at: datetime,
                  cause: Cause) -> None:
-        self._rewrite_stored(tenant, task, at)
-        earliest, kept = self.pending.get((tenant, task), (at, []))
+        pair = (tenant, task)
+        if pair in self.stored:
+            self._rewrite_stored(tenant, task, at)
+        found = self.pending.get(pair)
+        if found is None:
+            kept: list[Interval] = []
+            self.pending[pair] = (at, kept)
+        else:
+            earliest, kept = found
+            if at < earliest:
+                self.pending[pair] = (at, kept)
         tenant_state = view.tenant(tenant)
         pin = tenant_state.active_pin(task, at) if tenant_state else None
         # The batch's intervals of a pair are ordered and do not overlap: only the last ones
         # can start at or after ``at``, and only the one before them can span it.
-        lazy = self.lazy.get((tenant, task))
+        lazy = self.lazy.get(pair)
         while kept and kept[-1].valid_from >= at:
             if kept.pop() is lazy:
-                del self.lazy[(tenant, task)]
+                del self.lazy[pair]
         if kept and (kept[-1].valid_to is None or kept[-1].valid_to > at):
             if kept[-1] is lazy:
                 raise RuntimeError("an interval spanning a new event was not resolved before "
@@ -452,11 +461,10 @@ class ResolutionHistory(View):
                             f"pin to v{pin['release']} expired")
             after = Interval(expiry, None, b"", "", expired)  # resolved later, if it survives
             kept.append(after)
-            self.lazy[(tenant, task)] = after
-            heapq.heappush(self.expiries, (expiry, next(self._pushed), (tenant, task), after))
+            self.lazy[pair] = after
+            heapq.heappush(self.expiries, (expiry, next(self._pushed), pair, after))
         elif first is not None:
             kept.append(first)
-        self.pending[(tenant, task)] = (min(earliest, at), kept)
 
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
         self._resolve_all(fold.view)
@@ -699,8 +707,11 @@ def changed_fields(before: dict[str, Any] | None,
     ``1.0``) still count as unchanged, as when both sides are plain."""
     before, after = before or {}, after or {}
     was, now = {}, {}
-    for k in before.keys() | after.keys() if before.keys() != after.keys() else after:
-        old, new = before.get(k), after.get(k)
+    # Summaries of one aggregate list the same fields in the same order: pair them directly.
+    pairs = zip(after, before.values(), after.values(), strict=True) \
+        if list(before) == list(after) else \
+        ((k, before.get(k), after.get(k)) for k in before.keys() | after.keys())
+    for k, old, new in pairs:
         if old != new and k != "aggregate_version" and (
                 (not isinstance(old, bytes) and not isinstance(new, bytes))
                 or _plain(old) != _plain(new)):
