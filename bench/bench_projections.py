@@ -1,6 +1,7 @@
 """Rebuild throughput of every read model, next to the raw notification-log read rate.
 
 Run: .venv/bin/python -m bench.bench_projections [--events 1000000] [--database-url URL]
+     [--schema NAME]  (keep the store in NAME and reuse it on the next run)
 
 Generates a store of N control events quickly: real aggregates (tenants, tasks, releases,
 rollouts) decide through their command methods, and the resulting events are encoded by the
