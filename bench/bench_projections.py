@@ -1,6 +1,7 @@
 """Rebuild throughput of every read model, next to the raw notification-log read rate.
 
 Run: .venv/bin/python -m bench.bench_projections [--events 1000000] [--database-url URL]
+     [--schema NAME]  (keep the store in NAME and reuse it on the next run)
 
 Generates a store of N control events quickly: real aggregates (tenants, tasks, releases,
 rollouts) decide through their command methods, and the resulting events are encoded by the
@@ -155,6 +156,9 @@ def main() -> None:
                         help="one rollout step or default change every N events (0: never)")
     parser.add_argument("--database-url", default=None,
                         help="an existing PostgreSQL (default: a private embedded one)")
+    parser.add_argument("--schema", default=None,
+                        help="keep the store in this schema (with --database-url): a later run "
+                             "with the same schema reuses it instead of generating it again")
     args = parser.parse_args()
     if args.database_url:
         run(args, args.database_url)
@@ -166,17 +170,21 @@ def main() -> None:
 def run(args: argparse.Namespace, url: str) -> None:
     from relctl.adapters.config import Settings
 
-    schema = f"bench_projections_{int(time.time())}"
+    schema = args.schema or f"bench_projections_{int(time.time())}"
     settings = Settings(database_url=url, database_schema=schema)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     app = ControlPlane(env=settings.eventsourcing_env())
     try:
-        started = time.perf_counter()
-        stored = fill(app, args.events, args.tenants, args.task_every)
-        print(f"store: {stored} events generated and inserted in "
-              f"{time.perf_counter() - started:.1f} s ({args.tenants} tenants, "
-              f"{len(TASKS)} tasks, a task-level command every {args.task_every} events)")
+        kept = app.recorder.max_notification_id() or 0
+        if kept:
+            print(f"store: {kept} events kept in schema {schema} (not generated again)")
+        else:
+            started = time.perf_counter()
+            stored = fill(app, args.events, args.tenants, args.task_every)
+            print(f"store: {stored} events generated and inserted in "
+                  f"{time.perf_counter() - started:.1f} s ({args.tenants} tenants, "
+                  f"{len(TASKS)} tasks, a task-level command every {args.task_every} events)")
         count, raw = read_rate(app, decode=False)
         print(f"raw notification-log read: {count} events in {raw:.2f} s = "
               f"{count / raw:,.0f} events/s", flush=True)
@@ -200,8 +208,9 @@ def run(args: argparse.Namespace, url: str) -> None:
             print(f"second rebuild identical (content hash): {projectors.content_hash() == first}")
     finally:
         app.close()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        if not args.schema:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 if __name__ == "__main__":

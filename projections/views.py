@@ -8,6 +8,8 @@ position still advances with the batch.
 """
 
 import hashlib
+import heapq
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +33,19 @@ TRACKING = "relctl_rm_tracking"  # each view's position: (name, position)
 def canonical(value: Any) -> bytes:
     """One byte string per value: sorted keys, so hashes and ETags are stable."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def snapshot(summary: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an aggregate's summary that later mutations of the aggregate cannot reach:
+    scalars as they are, every other value as its canonical JSON (bytes).
+
+    The aggregates mutate their dicts in place, so a before/after pair needs a copy; encoding
+    each field once is cheaper than a deep copy (or a JSON round trip of the whole summary),
+    the audit row embeds the bytes as they are, and unchanged fields compare as bytes."""
+    return {k: v if type(v) in _SCALARS else canonical(v) for k, v in summary.items()}
 
 
 # Below this many rows (or inside a pipeline, which cannot COPY) a batch inserts with one
@@ -83,14 +98,20 @@ class Step:
 
 class CachedView(ControlView):
     """The domain's ControlView with its key -> id derivations (UUIDv5) memoised and the
-    aggregates also indexed by the id's integer: the projector resolves many pairs per event,
-    and deriving ids and hashing UUID objects (``UUID.__hash__`` is Python code) dominated."""
+    aggregates also indexed by the id's integer and by their keys: the projector resolves many
+    pairs per event, and deriving ids and hashing UUID objects (``UUID.__hash__`` is Python
+    code) dominated."""
 
     def __init__(self) -> None:
         super().__init__()
         self._ids: dict[tuple[Any, ...], int] = {}
         self._by_int: dict[int, Any] = {}
+        # Each aggregate found at the id its key derives to, by that key.
+        self._tenants: dict[str, Tenant] = {}
+        self._tasks: dict[str, Task] = {}
+        self._releases: dict[tuple[str, int], Release] = {}
         self._details: dict[tuple[str, int], tuple[int | None, dict[str, Any]]] = {}
+        self._detail_json: dict[tuple[str, int], tuple[int | None, orjson.Fragment]] = {}
 
     def _id(self, kind: str, *key: Any) -> int:
         found = self._ids.get((kind, *key))
@@ -102,10 +123,38 @@ class CachedView(ControlView):
 
     def apply(self, domain_event: Any) -> None:
         number = domain_event.originator_id.int
-        aggregate = domain_event.mutate(self._by_int.get(number))
-        self._by_int[number] = aggregate
-        self.aggregates[domain_event.originator_id] = aggregate
+        known = self._by_int.get(number)
+        aggregate = domain_event.mutate(known)
+        if aggregate is not known:
+            self._by_int[number] = aggregate
+            self.aggregates[domain_event.originator_id] = aggregate
+            self._index(known, aggregate, number)
         self.last_timestamp = domain_event.timestamp
+
+    def by_int(self, number: int) -> Any:
+        """The aggregate whose id's integer is ``number``, if any."""
+        return self._by_int.get(number)
+
+    def _index(self, old: Any, new: Any, number: int) -> None:
+        for aggregate, keep in ((old, False), (new, True)):
+            if isinstance(aggregate, Tenant):
+                index: dict[Any, Any] = self._tenants
+                key: Any = aggregate.key
+                derived = self._id("tenant", key)
+            elif isinstance(aggregate, Task):
+                index, key = self._tasks, aggregate.key
+                derived = self._id("task", key)
+            elif isinstance(aggregate, Release):
+                index, key = self._releases, (aggregate.task, aggregate.number)
+                derived = self._id("release", *key)
+            else:
+                continue
+            if derived != number:
+                continue
+            if keep:
+                index[key] = aggregate
+            elif index.get(key) is aggregate:
+                del index[key]
 
     def get(self, aggregate_id: Any, kind: type) -> Any:
         aggregate = self._by_int.get(aggregate_id if isinstance(aggregate_id, int)
@@ -113,13 +162,17 @@ class CachedView(ControlView):
         return aggregate if isinstance(aggregate, kind) else None
 
     def task(self, key: str) -> Task | None:
-        return self.get(self._id("task", key), Task)  # type: ignore[no-any-return]
+        found = self._tasks.get(key)
+        return found if found is not None else self.get(self._id("task", key), Task)  # type: ignore[no-any-return]
 
     def tenant(self, key: str) -> Tenant | None:
-        return self.get(self._id("tenant", key), Tenant)  # type: ignore[no-any-return]
+        found = self._tenants.get(key)
+        return found if found is not None else self.get(self._id("tenant", key), Tenant)  # type: ignore[no-any-return]
 
     def release(self, task: str, number: int) -> Release | None:
-        return self.get(self._id("release", task, number), Release)  # type: ignore[no-any-return]
+        found = self._releases.get((task, number))
+        return found if found is not None else self.get(  # type: ignore[no-any-return]
+            self._id("release", task, number), Release)
 
     def release_detail(self, task: str, number: int) -> dict[str, Any]:
         # Shared, never mutated: the answer is serialised straight away.
@@ -131,12 +184,22 @@ class CachedView(ControlView):
                                                                                      number))
         return found[1]
 
+    def release_detail_json(self, task: str, number: int) -> orjson.Fragment:
+        """``release_detail`` as canonical JSON, encoded once per version of the release."""
+        release = self.release(task, number)
+        version = release.version if release is not None else None
+        found = self._detail_json.get((task, number))
+        if found is None or found[0] != version:
+            found = self._detail_json[(task, number)] = (version, orjson.Fragment(
+                canonical(self.release_detail(task, number))))
+        return found[1]
+
 
 @dataclass
 class Fold:
     """What every view may read: the control aggregates as of the current event."""
 
-    view: ControlView = field(default_factory=CachedView)
+    view: CachedView = field(default_factory=CachedView)
     tenants: set[str] = field(default_factory=set)
     tasks: set[str] = field(default_factory=set)
 
@@ -156,6 +219,10 @@ class View:
 
     def observe(self, step: Step, fold: Fold) -> None:
         """Called for every event, projected or not (keeps derived memory, such as "since")."""
+
+    def prepare(self, at: datetime, fold: Fold) -> None:
+        """Called before an event (at ``at``) past this view's position is applied to the
+        fold: the last moment the fold still shows the state before it."""
 
     def handle(self, step: Step, fold: Fold) -> None:
         """Called for each event past this view's position; the default ignores it."""
@@ -212,6 +279,12 @@ def _interval(view: ControlView, tenant: str, task: str, start: datetime, end: d
         answer = resolve(view, tenant, task, start).as_dict()
     except NotFoundError:
         return None
+    if isinstance(view, CachedView):
+        # The same bytes as encoding the details again, which every answer repeats.
+        answer["release_detail"] = view.release_detail_json(task, answer["release"])
+        if answer["shadow_release"] is not None:
+            answer["shadow_release_detail"] = view.release_detail_json(
+                task, answer["shadow_release"])
     body = canonical(answer)
     return Interval(start, end, body, hashlib.sha256(body).hexdigest()[:20], cause)
 
@@ -221,6 +294,19 @@ def _copy_text(value: str | bytes) -> bytes:
     match a pattern and JSON escapes control characters; only backslashes need doubling)."""
     raw = value.encode() if isinstance(value, str) else value
     return raw.replace(b"\\", b"\\\\")
+
+
+def copy_field(value: str | None) -> bytes:
+    """Any text (or NULL) as a field of COPY's text format: backslash, tab, line feed and
+    carriage return escaped."""
+    if value is None:
+        return b"\\N"
+    raw = value.encode()
+    if b"\\" in raw:
+        raw = raw.replace(b"\\", b"\\\\")
+    if b"\t" in raw or b"\n" in raw or b"\r" in raw:
+        raw = raw.replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+    return raw
 
 
 RESOLUTION_TYPES = ("text", "text", "timestamptz", "timestamptz", "jsonb", "text", "jsonb")
@@ -256,6 +342,14 @@ class ResolutionHistory(View):
 
     def __init__(self, listener: "ResolutionListener | None" = None) -> None:
         self.pending: dict[Pair, tuple[datetime, list[Interval]]] = {}
+        # A pin's second interval (what applies after its expiry) is resolved only when it
+        # survives: when the batch ends or an event comes at or after the expiry (``prepare``),
+        # whichever is first. Until then no event touching its pair has been folded, so the
+        # fold still holds the state it would have been resolved in; an earlier event on the
+        # pair deletes it unresolved (in the benchmark's mix, most of them).
+        self.lazy: dict[Pair, Interval] = {}
+        self.expiries: list[tuple[datetime, int, Pair, Interval]] = []  # a heap
+        self._pushed = itertools.count()
         # Rows already in the table that a later event may still delete or truncate.
         self.stored: dict[Pair, list[Interval]] = {}
         self.deletes: dict[tuple[str, str, datetime], None] = {}
@@ -288,6 +382,29 @@ class ResolutionHistory(View):
                                    for pair, intervals in self.stored.items()},
                                   int(row[0]) if row else 0)
 
+    def prepare(self, at: datetime, fold: Fold) -> None:
+        expiries = self.expiries
+        while expiries and expiries[0][0] <= at:
+            _, _, pair, interval = heapq.heappop(expiries)
+            self._resolve_lazy(fold.view, pair, interval)
+
+    def _resolve_lazy(self, view: ControlView, pair: Pair, interval: Interval) -> None:
+        if self.lazy.get(pair) is not interval:
+            return  # deleted by a later event of the pair, or resolved already
+        del self.lazy[pair]
+        kept = self.pending[pair][1]
+        done = _interval(view, pair[0], pair[1], interval.valid_from, None, interval.cause)
+        if done is None:
+            # It is the pair's last interval: every later event of the pair deleted it.
+            del kept[next(n for n in range(len(kept) - 1, -1, -1) if kept[n] is interval)]
+        else:
+            interval.resolution, interval.etag = done.resolution, done.etag
+
+    def _resolve_all(self, view: ControlView) -> None:
+        for pair, interval in list(self.lazy.items()):
+            self._resolve_lazy(view, pair, interval)
+        self.expiries.clear()
+
     def handle(self, step: Step, fold: Fold) -> None:
         pairs = _affected(step, fold)
         if not pairs:
@@ -311,15 +428,29 @@ class ResolutionHistory(View):
 
     def _rewrite(self, view: ControlView, tenant: str, task: str, at: datetime,
                  cause: Cause) -> None:
-        self._rewrite_stored(tenant, task, at)
-        earliest, kept = self.pending.get((tenant, task), (at, []))
+        pair = (tenant, task)
+        if pair in self.stored:
+            self._rewrite_stored(tenant, task, at)
+        found = self.pending.get(pair)
+        if found is None:
+            kept: list[Interval] = []
+            self.pending[pair] = (at, kept)
+        else:
+            earliest, kept = found
+            if at < earliest:
+                self.pending[pair] = (at, kept)
         tenant_state = view.tenant(tenant)
         pin = tenant_state.active_pin(task, at) if tenant_state else None
         # The batch's intervals of a pair are ordered and do not overlap: only the last ones
         # can start at or after ``at``, and only the one before them can span it.
+        lazy = self.lazy.get(pair)
         while kept and kept[-1].valid_from >= at:
-            kept.pop()
+            if kept.pop() is lazy:
+                del self.lazy[pair]
         if kept and (kept[-1].valid_to is None or kept[-1].valid_to > at):
+            if kept[-1] is lazy:
+                raise RuntimeError("an interval spanning a new event was not resolved before "
+                                   "the event was folded (prepare() was not called)")
             kept[-1].valid_to = at
         first = _interval(view, tenant, task, at, None, cause)
         if first is not None and pin is not None:
@@ -328,14 +459,15 @@ class ResolutionHistory(View):
             kept.append(first)
             expired = Cause(ChangeKind.PIN_EXPIRED, cause.position, "PinExpired", None,
                             f"pin to v{pin['release']} expired")
-            after = _interval(view, tenant, task, expiry, None, expired)
-            if after is not None:
-                kept.append(after)
+            after = Interval(expiry, None, b"", "", expired)  # resolved later, if it survives
+            kept.append(after)
+            self.lazy[pair] = after
+            heapq.heappush(self.expiries, (expiry, next(self._pushed), pair, after))
         elif first is not None:
             kept.append(first)
-        self.pending[(tenant, task)] = (min(earliest, at), kept)
 
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
+        self._resolve_all(fold.view)
         if self.deletes:
             cur.executemany("DELETE FROM relctl_rm_resolution WHERE tenant = %s AND task = %s "
                             "AND valid_from = %s", list(self.deletes))
@@ -370,15 +502,21 @@ class ResolutionHistory(View):
                       "resolution, etag, cause) FROM STDIN") as copy:
             lines: list[bytes] = []
             causes: dict[int, bytes] = {}  # one event's cause is shared by its pairs
+            instants: dict[datetime | None, bytes] = {None: b"\\N"}  # and its instant
             for (tenant, task), (_, intervals) in self.pending.items():
+                pair = b"%s\t%s" % (_copy_text(tenant), _copy_text(task))
                 for i in intervals:
-                    lines.append(b"\t".join((
-                        _copy_text(tenant), _copy_text(task),
-                        i.valid_from.isoformat().encode(),
-                        i.valid_to.isoformat().encode() if i.valid_to else b"\\N",
-                        _copy_text(i.resolution), i.etag.encode(),
-                        causes.get(id(i.cause)) or causes.setdefault(
-                            id(i.cause), _copy_text(canonical(i.cause.as_dict()))))))
+                    start = instants.get(i.valid_from)
+                    if start is None:
+                        start = instants[i.valid_from] = i.valid_from.isoformat().encode()
+                    end = instants.get(i.valid_to)
+                    if end is None:
+                        end = instants[i.valid_to] = i.valid_to.isoformat().encode()  # type: ignore[union-attr]
+                    cause = causes.get(id(i.cause))
+                    if cause is None:
+                        cause = causes[id(i.cause)] = _copy_text(canonical(i.cause.as_dict()))
+                    lines.append(b"%s\t%s\t%s\t%s\t%s\t%s" % (
+                        pair, start, end, _copy_text(i.resolution), i.etag.encode(), cause))
                 if len(lines) >= 2000:
                     copy.write(b"\n".join(lines) + b"\n")
                     lines = []
@@ -392,6 +530,8 @@ class ResolutionHistory(View):
 
     def reset(self) -> None:
         self.pending.clear()
+        self.lazy.clear()
+        self.expiries.clear()
         self.deletes.clear()
         self.truncations.clear()
         self.published = {}
@@ -439,12 +579,15 @@ class Rollouts(View):
         if not isinstance(step.aggregate, Rollout) or step.after is None:
             return
         after = step.after
-        self.latest[step.aggregate_id] = (after["task"], canonical(after), step.position)
+        self.latest[step.aggregate_id] = (_plain(after["task"]), canonical(fragments(after)),
+                                          step.position)
         evidence = step.attr("evidence")
+        current = after["current_step"]
         self.transitions.append((
             step.position, step.aggregate_id, step.at, step.name,
-            (step.before or {}).get("state"), after["state"],
-            canonical(after["current_step"]).decode(), step.attr("actor"), step.attr("reason"),
+            _plain((step.before or {}).get("state")), _plain(after["state"]),
+            (current if isinstance(current, bytes) else canonical(current)).decode(),
+            step.attr("actor"), step.attr("reason"),
             canonical(evidence).decode() if evidence is not None else None,
         ))
 
@@ -551,12 +694,36 @@ def chain(previous: str, content: str) -> str:
     return hashlib.sha256(f"{previous}\n{content}".encode()).hexdigest()
 
 
+def _plain(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, bytes) else value
+
+
 def changed_fields(before: dict[str, Any] | None,
                    after: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields whose JSON value differs (a missing field counts as null), before and after.
+
+    Values may be plain JSON values or a :func:`snapshot`'s canonical bytes; bytes are
+    compared as bytes first and decoded only when they differ, so equal values (``1`` and
+    ``1.0``) still count as unchanged, as when both sides are plain."""
     before, after = before or {}, after or {}
-    keys = sorted((set(before) | set(after)) - {"aggregate_version"})
-    diff = [k for k in keys if before.get(k) != after.get(k)]
-    return {k: before.get(k) for k in diff if k in before}, {k: after.get(k) for k in diff}
+    was, now = {}, {}
+    # Summaries of one aggregate list the same fields in the same order: pair them directly.
+    pairs = zip(after, before.values(), after.values(), strict=True) \
+        if list(before) == list(after) else \
+        ((k, before.get(k), after.get(k)) for k in before.keys() | after.keys())
+    for k, old, new in pairs:
+        if old != new and k != "aggregate_version" and (
+                (not isinstance(old, bytes) and not isinstance(new, bytes))
+                or _plain(old) != _plain(new)):
+            if k in before:
+                was[k] = old
+            now[k] = new
+    return was, now
+
+
+def fragments(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` ready for :func:`canonical`: a snapshot's bytes embedded as they are."""
+    return {k: orjson.Fragment(v) if isinstance(v, bytes) else v for k, v in values.items()}
 
 
 AUDIT_COLUMNS = ("seq", "position", "at", "actor", "tenant", "task", "event")
@@ -601,26 +768,53 @@ class AuditTrail(View):
             task = aggregate.key if isinstance(aggregate, Task) else getattr(aggregate, "task",
                                                                               None)
         self.seq += 1
-        record = {
-            "seq": self.seq, "position": step.position, "at": step.at.isoformat(),
+        actor = step.attr("actor")
+        task = task if isinstance(task, str) else None
+        at = step.at.isoformat()
+        content = canonical({
+            "seq": self.seq, "position": step.position, "at": at,
             "aggregate_id": step.aggregate_id, "aggregate_kind": step.kind,
             "aggregate_version": step.aggregate_version, "event": step.name,
-            "actor": step.attr("actor"), "role": step.attr("role"), "reason": step.attr("reason"),
-            "tenant": tenant, "task": task if isinstance(task, str) else None,
-            "before": before, "after": after, "evidence": step.attr("evidence"),
-        }
-        content = canonical(record).decode()
-        digest = chain(self.last_hash, content)
-        self.rows.append((self.seq, step.position, step.at, record["actor"], tenant,
-                          record["task"], step.name, content, self.last_hash, digest))
+            "actor": actor, "role": step.attr("role"), "reason": step.attr("reason"),
+            "tenant": tenant, "task": task,
+            "before": fragments(before), "after": fragments(after),
+            "evidence": step.attr("evidence"),
+        })
+        # = chain(self.last_hash, content), without decoding and re-encoding the content.
+        digest = hashlib.sha256(b"%s\n%s" % (self.last_hash.encode(), content)).hexdigest()
+        self.rows.append((self.seq, step.position, step.at, at, actor, tenant, task, step.name,
+                          content, self.last_hash, digest))
         self.last_hash = digest
 
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
-        insert_rows(cur, "relctl_rm_audit", (
-            "bigint", "bigint", "timestamptz", "text", "text", "text", "text", "text", "text",
-            "text"), self.rows)
+        if len(self.rows) >= COPY_MIN and not _pipelined(cur):
+            self._copy(cur)
+        else:
+            insert_rows(cur, "relctl_rm_audit", (
+                "bigint", "bigint", "timestamptz", "text", "text", "text", "text", "text",
+                "text", "text"), [(seq, position, at, actor, tenant, task, event,
+                                   content.decode(), previous, digest)
+                                  for seq, position, at, _, actor, tenant, task, event,
+                                  content, previous, digest in self.rows])
         self.rows.clear()
         self._loaded = (self.seq, self.last_hash)
+
+    def _copy(self, cur: Cursor[Any]) -> None:
+        """COPY the batch's rows, each line built directly (the content is JSON: it holds no
+        tab or line break, only backslashes to double)."""
+        with cur.copy("COPY relctl_rm_audit FROM STDIN") as copy:
+            lines: list[bytes] = []
+            for seq, position, _, at, actor, tenant, task, event, content, previous, digest \
+                    in self.rows:
+                lines.append(b"%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s" % (
+                    seq, position, at.encode(), copy_field(actor), copy_field(tenant),
+                    copy_field(task), copy_field(event), _copy_text(content), previous.encode(),
+                    digest.encode()))
+                if len(lines) >= 2000:
+                    copy.write(b"\n".join(lines) + b"\n")
+                    lines = []
+            if lines:
+                copy.write(b"\n".join(lines) + b"\n")
 
     def reset(self) -> None:
         self.rows.clear()
