@@ -238,10 +238,18 @@ class Guard:
     def _guard(self, state: ScopeState, rollout: RolloutInfo, now: float,
                outcome: GuardResult) -> None:
         candidate_arms, baseline_arms = self._arms(rollout)
+        # A rule reads only its own metric: merge the sketches the rules read, and each
+        # distinct window once (rules of one length share it; the windows are only read).
+        sketches = sketches_read(str(rule["metric"]) for rule in rollout.guard_rules)
+        merged: dict[tuple[float, float], tuple[WindowStats, WindowStats]] = {}
 
         def windows(start: float, end: float) -> tuple[WindowStats, WindowStats]:
-            return (state.window(candidate_arms, start, end),
-                    state.window(baseline_arms, start, end))
+            pair = merged.get((start, end))
+            if pair is None:
+                pair = merged[(start, end)] = (
+                    state.window(candidate_arms, start, end, sketches),
+                    state.window(baseline_arms, start, end, sketches))
+            return pair
 
         judged = judge(state.rules, rollout, state.scope, windows, now, self.sent,
                        min_window=BUCKET_SECONDS)
