@@ -65,7 +65,9 @@ class ControlPlaneThread:
 def read_metric(port: int, name: str, **labels: str) -> float | None:
     """One sample (exact label set) from a Prometheus endpoint on loopback, or None."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        # Uncompressed: gzip would be CPU the observed process spends for the observer.
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2,
+                         headers={"Accept-Encoding": "identity"}).text
     except httpx.HTTPError:
         return None
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))

@@ -56,6 +56,10 @@ FANOUT = 4
 # Entries this big are not merged further, so none exceeds FANOUT times this many rows (about
 # 60 bytes each: an identity and, for scored runs, a pairing half), far below a broker's 1 MiB.
 MERGE_BELOW_ROWS = 1024
+# Small entries of this many of the newest buckets are also kept in memory as built, so merging
+# them reads no entry back from the store (parsing their sketches was most of a merge's cost);
+# older buckets rarely get a new entry, and their merges read the store as after a restart.
+RECENT_BUCKETS = 3
 _MASK = (1 << 64) - 1
 
 
@@ -139,6 +143,8 @@ class Ledger:
         self._entries: dict[int, dict[int, int]] = {}  # bucket -> entry name -> rows
         self._pending: dict[int, Half] = {}
         self._bucket_calls: dict[int, list[int]] = {}
+        # bucket -> entry name -> the entry as written (small entries of recent buckets only)
+        self._recent: dict[int, dict[int, _Draft]] = {}
 
     # ---- reading the store ----------------------------------------------------------------
 
@@ -180,11 +186,14 @@ class Ledger:
             if len({half.arm for half in seen}) == 1:
                 self._pending[call] = max(seen, key=lambda half: half.bucket)
 
-    def _merge_stats(self, arm: str, bucket: int, stats: WindowStats) -> None:
+    def _merge_stats(self, arm: str, bucket: int, stats: WindowStats, *,
+                     own: bool = True) -> None:
+        """Fold ``stats`` into the bucket; ``own=False``: the caller keeps ``stats`` (a new
+        bucket then starts from a copy, so the two never share a sketch)."""
         buckets = self.buckets.setdefault(arm, {})
         mine = buckets.get(bucket)
         if mine is None:
-            buckets[bucket] = stats
+            buckets[bucket] = stats if own else WindowStats().merge(stats)
         else:
             mine.merge(stats)
 
@@ -295,21 +304,55 @@ class Ledger:
 
     # ---- writing the store ----------------------------------------------------------------
 
-    def _write(self, bucket: int, draft: _Draft) -> None:
-        identities = [key for keys in draft.keys.values() for key in keys]
-        ref = min(identities) if identities else random.getrandbits(64) - (1 << 63)
-        self.store.set(self._name(bucket, ref), orjson.dumps({
+    @staticmethod
+    def _encode(bucket: int, draft: _Draft) -> bytes:
+        return orjson.dumps({
             "b": bucket, "n": draft.rows, "h": draft.halves,
             "a": {arm: {"s": stats.to_json(), "k": _pack(draft.keys[arm])}
                   for arm, stats in draft.stats.items()},
-        }))
+        })
+
+    def _write(self, bucket: int, draft: _Draft) -> None:
+        identities = [key for keys in draft.keys.values() for key in keys]
+        ref = min(identities) if identities else random.getrandbits(64) - (1 << 63)
+        self.store.set(self._name(bucket, ref), self._encode(bucket, draft))
         for arm, stats in draft.stats.items():
-            self._merge_stats(arm, bucket, stats)
+            self._merge_stats(arm, bucket, stats, own=False)
             if identities:
                 self._bucket_keys.setdefault(bucket, array("q")).extend(draft.keys[arm])
         entries = self._entries.setdefault(bucket, {})
         entries[ref] = draft.rows
+        self._remember(bucket, ref, draft)
         self._compact(bucket, entries)
+
+    def _remember(self, bucket: int, ref: int, draft: _Draft) -> None:
+        """Keep a small entry of a recent bucket as built (see RECENT_BUCKETS)."""
+        if draft.rows >= MERGE_BELOW_ROWS:
+            return
+        recent = self._recent.get(bucket)
+        if recent is None:
+            if self._recent and bucket < min(self._recent):
+                return  # older than every bucket kept: not worth keeping
+            recent = self._recent[bucket] = {}
+            while len(self._recent) > RECENT_BUCKETS:
+                del self._recent[min(self._recent)]
+        recent[ref] = draft
+
+    def _entry(self, bucket: int, ref: int) -> _Draft | None:
+        """A stored entry as a draft: from memory if it is recent, else read back."""
+        recent = self._recent.get(bucket)
+        draft = recent.pop(ref, None) if recent is not None else None
+        if draft is not None:
+            return draft
+        raw = self.store.get(self._name(bucket, ref))
+        if not raw:
+            return None
+        data = orjson.loads(raw)
+        draft = _Draft(rows=int(data["n"]), halves=data["h"])
+        for arm, cell in data["a"].items():
+            draft.stats[arm] = WindowStats.from_json(cell["s"])
+            draft.keys[arm] = list(_unpack(cell["k"]))
+        return draft
 
     def _compact(self, bucket: int, entries: dict[int, int]) -> None:
         """Merge FANOUT entries of one size class into one entry of the next."""
@@ -324,34 +367,32 @@ class Ledger:
             full = next((refs for refs in levels.values() if len(refs) >= FANOUT), None)
             if full is None:
                 return
-            merged: dict[str, Any] = {"b": bucket, "n": 0, "h": [], "a": {}}
-            cells: dict[str, tuple[WindowStats, list[int]]] = {}
+            merged = _Draft()
             for ref in full:
-                raw = self.store.get(self._name(bucket, ref))
-                if not raw:
+                entry = self._entry(bucket, ref)
+                if entry is None:
                     continue
-                data = orjson.loads(raw)
-                merged["n"] += int(data["n"])
-                merged["h"] += data["h"]
-                for arm, cell in data["a"].items():
-                    stats, keys = cells.setdefault(arm, (WindowStats(), []))
-                    stats.merge(WindowStats.from_json(cell["s"]))
-                    keys.extend(_unpack(cell["k"]))
-            merged["a"] = {arm: {"s": stats.to_json(), "k": _pack(keys)}
-                           for arm, (stats, keys) in cells.items()}
+                merged.rows += entry.rows
+                merged.halves += entry.halves
+                for arm, stats in entry.stats.items():
+                    mine, keys = merged.cell(arm)
+                    mine.merge(stats)
+                    keys.extend(entry.keys[arm])
             target = min(full)
-            self.store.set(self._name(bucket, target), orjson.dumps(merged))
+            self.store.set(self._name(bucket, target), self._encode(bucket, merged))
             for ref in full:
                 if ref != target:
                     self.store.delete(self._name(bucket, ref))
                     del entries[ref]
-            entries[target] = int(merged["n"])
+            entries[target] = merged.rows
+            self._remember(bucket, target, merged)
 
     def expire(self, horizon: float) -> None:
         """Forget buckets that end at or before ``horizon``: stats, identities and halves."""
         for bucket in [b for b in self._entries if b + self.bucket_seconds <= horizon]:
             for ref in self._entries.pop(bucket):
                 self.store.delete(self._name(bucket, ref))
+            self._recent.pop(bucket, None)
             keys = self._bucket_keys.pop(bucket, None)
             if keys is not None:
                 self._keys.difference_update(keys)

@@ -30,6 +30,19 @@ COUNTERS = (
 )
 
 
+# The sketch each metric reads; every other metric reads counters only. A window merged for a
+# set of metrics needs only these sketches (:func:`sketches_read`): merging sketches is most of
+# what merging a window's buckets costs, and the platform alert rules read none.
+SKETCH_OF = {"latency_p50_ms": "latency", "latency_p95_ms": "latency",
+             "queue_wait_p95_ms": "queue_wait"}
+
+
+def sketches_read(metrics: Iterable[str]) -> tuple[str, ...]:
+    """The sketches ``metrics`` read (in SKETCHES order)."""
+    wanted = {SKETCH_OF.get(metric) for metric in metrics}
+    return tuple(name for name in SKETCHES if name in wanted)
+
+
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)  # immutable once built: shared by all sketches
 
 
@@ -183,11 +196,13 @@ class WindowStats:
         self.shadow_pairs += 1
         self.shadow_delta_sum += delta
 
-    def merge(self, other: "WindowStats") -> "WindowStats":
+    def merge(self, other: "WindowStats",
+              sketches: Sequence[str] = SKETCHES) -> "WindowStats":
+        """Add ``other`` in; only the named ``sketches`` (the others are left as they are)."""
         for name in COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.queue_depth_max = max(self.queue_depth_max, other.queue_depth_max)
-        for name in SKETCHES:
+        for name in sketches:
             theirs = getattr(other, name)
             if theirs.count:
                 getattr(self, name).merge(theirs)
@@ -214,10 +229,13 @@ class WindowStats:
         return stats
 
     @classmethod
-    def merged(cls, parts: Iterable["WindowStats"]) -> "WindowStats":
+    def merged(cls, parts: Iterable["WindowStats"],
+               sketches: Sequence[str] = SKETCHES) -> "WindowStats":
+        """The sum of ``parts``; sketches not named in ``sketches`` stay empty (see
+        :func:`sketches_read`)."""
         total = cls()
         for part in parts:
-            total.merge(part)
+            total.merge(part, sketches)
         return total
 
 

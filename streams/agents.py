@@ -14,6 +14,7 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from relctl.adapters import ingest
@@ -22,8 +23,8 @@ from relctl.adapters.cloudevents import alert_record, dead_letter, verdict_recor
 from relctl.adapters.commands import command_record
 from relctl.domain.alerts import AlertKind
 from relctl.domain.guard_eval import GuardOutcome
-from relctl.domain.timeliness import explain, time_problem
-from relctl.domain.trace_contract import describe, violations
+from relctl.domain.timeliness import CLOCK_SKEW_SECONDS, explain, time_problem
+from relctl.domain.trace_contract import ReleaseTrace, TraceField, describe, violations
 from relctl.domain.verdicts import RuleVerdict, VerdictChanges
 from relctl.streams.attribute import Attributor, Partial, task_scope
 from relctl.streams.control_index import ControlIndex
@@ -68,6 +69,19 @@ def tune_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+@dataclass
+class _Check:
+    """What screening a (task, release) needs, looked up once per batch: the instants it
+    accepts (inside the retention, not beyond the clock-skew allowance), its trace, and the
+    trace-contract verdict per distinct "what ran" seen so far."""
+
+    oldest: float
+    newest: float
+    retention: float
+    trace: ReleaseTrace | None
+    seen: dict[tuple[Any, ...], tuple[TraceField, ...]]
 
 
 def _headers(raw: Any) -> dict[str, bytes]:
@@ -135,35 +149,49 @@ class AttributeAgent:
     def screen(self, accepted: list[tuple[Any, ingest.Origin]], now: float) -> tuple[
             list[Any], list[tuple[Any, str]], dict[tuple[str, int], int]]:
         """Keep what can be evidence for its release; the rest as dead letters, and the
-        trace-contract violations per (task, release) for stage 2's alert."""
+        trace-contract violations per (task, release) for stage 2's alert.
+
+        Per (task, release) of the batch, its time bounds and trace are looked up once, and
+        each distinct "what ran" is compared with the trace once (a stream repeats a few)."""
         kept: list[Any] = []
         dead: list[tuple[Any, str]] = []
         violated: dict[tuple[str, int], int] = {}
-        retentions: dict[str, float] = {}
+        checks: dict[tuple[str, int], _Check] = {}
         for record, origin in accepted:
             occurred = record.occurred_at.timestamp()
-            retention = retentions.get(record.task)
-            if retention is None:
-                retention = retentions[record.task] = self.retention(record.task)
-            problem = time_problem(occurred, now, retention)
-            if problem is not None:
-                dead.append((ingest.Rejected(explain(problem, occurred, now, retention),
-                                             origin.received(), origin.index, problem.value),
-                             origin.source))
-                continue
-            trace = self.index.trace(record.task, record.release)
-            fields = violations(record, trace) if trace is not None else ()
-            if trace is not None and fields:
-                for name in fields:
-                    TRACE_VIOLATIONS.labels(record.task, str(record.release), name).inc()
-                key = (record.task, record.release)
-                violated[key] = violated.get(key, 0) + 1
-                dead.append((ingest.Rejected(describe(record, trace, fields),
-                                             origin.received(), origin.index,
-                                             "trace_contract"), origin.source))
-                continue
+            key = (record.task, record.release)
+            check = checks.get(key)
+            if check is None:
+                check = checks[key] = self._check(record.task, record.release, now)
+            if not check.oldest <= occurred <= check.newest:
+                problem = time_problem(occurred, now, check.retention)
+                if problem is not None:
+                    dead.append((ingest.Rejected(
+                        explain(problem, occurred, now, check.retention), origin.received(),
+                        origin.index, problem.value), origin.source))
+                    continue
+            trace = check.trace
+            if trace is not None:
+                ran = (record.prompt_hash, record.model_provider, record.model_version,
+                       record.temperature, record.seed, record.blueprint_version_id)
+                fields = check.seen.get(ran)
+                if fields is None:
+                    fields = check.seen[ran] = violations(record, trace)
+                if fields:
+                    for name in fields:
+                        TRACE_VIOLATIONS.labels(record.task, str(record.release), name).inc()
+                    violated[key] = violated.get(key, 0) + 1
+                    dead.append((ingest.Rejected(describe(record, trace, fields),
+                                                 origin.received(), origin.index,
+                                                 "trace_contract"), origin.source))
+                    continue
             kept.append(record)
         return kept, dead, violated
+
+    def _check(self, task: str, release: int, now: float) -> "_Check":
+        retention = self.retention(task)
+        return _Check(now - retention, now + CLOCK_SKEW_SECONDS, retention,
+                      self.index.trace(task, release), {})
 
     def _unknown(self, pairs: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
         """Dead letters (the bytes as received) for records whose release is still unknown."""
@@ -196,8 +224,8 @@ class AttributeAgent:
         if records:
             ingest.count_accepted(len(records), "worker")
             PROCESSED.inc(len(records))
-            EVENT_AGE.set(max(0.0, time.time() - max(
-                r.occurred_at.timestamp() for r in records)))
+            # The newest evaluation's age: the partials' watermarks are their newest instants.
+            EVENT_AGE.set(max(0.0, time.time() - max(p.watermark for p in partials.values())))
         BATCH_SECONDS.observe(time.perf_counter() - started)
         HELD.set(len(self.grace))
 

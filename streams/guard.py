@@ -13,7 +13,7 @@ What the rules decide, and when a decision is re-sent or over, is domain logic
 (:mod:`relctl.domain.guard_decisions`); this module folds buckets and hands over windows.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,7 +31,7 @@ from relctl.domain.guard_decisions import (
 from relctl.domain.guard_eval import RuleState, Verdict
 from relctl.domain.guards import GUARD_ACTOR
 from relctl.domain.ledger import Applied, Ledger
-from relctl.domain.metrics import WindowStats
+from relctl.domain.metrics import SKETCHES, WindowStats, sketches_read
 from relctl.domain.timeliness import DEFAULT_RETENTION_SECONDS, retention_seconds
 from relctl.domain.verdicts import RuleVerdict
 from relctl.streams.attribute import BUCKET_SECONDS, PAIRS, Partial, arm_key
@@ -104,12 +104,14 @@ class ScopeState:
             "trace": {str(release): v for release, v in self.trace.items()},
         })
 
-    def window(self, arms: Iterable[str], start: float, end: float) -> WindowStats:
+    def window(self, arms: Iterable[str], start: float, end: float,
+               sketches: Sequence[str] = SKETCHES) -> WindowStats:
         """Merged stats of the buckets in (start - bucket, end]: a bucket belongs to the window
-        that holds its start, so consecutive windows never share one."""
+        that holds its start, so consecutive windows never share one. Only the named
+        ``sketches`` are merged (the others stay empty)."""
         parts = [stats for arm in arms for b, stats in self.buckets.get(arm, {}).items()
                  if start - BUCKET_SECONDS < b <= end]
-        return WindowStats.merged(parts)
+        return WindowStats.merged(parts, sketches)
 
     def releases(self) -> list[int]:
         return sorted({int(arm.split("|", 1)[0]) for arm in self.buckets})
@@ -132,6 +134,7 @@ class Guard:
         self.index = index
         self.store = store
         self.alert_rules = tuple(alert_rules)
+        self._alert_sketches = sketches_read(rule.metric for rule in self.alert_rules)
         self.dedup = dedup
         self.scopes: dict[str, ScopeState] = {}
         self.last: Applied = Applied()
@@ -235,10 +238,18 @@ class Guard:
     def _guard(self, state: ScopeState, rollout: RolloutInfo, now: float,
                outcome: GuardResult) -> None:
         candidate_arms, baseline_arms = self._arms(rollout)
+        # A rule reads only its own metric: merge the sketches the rules read, and each
+        # distinct window once (rules of one length share it; the windows are only read).
+        sketches = sketches_read(str(rule["metric"]) for rule in rollout.guard_rules)
+        merged: dict[tuple[float, float], tuple[WindowStats, WindowStats]] = {}
 
         def windows(start: float, end: float) -> tuple[WindowStats, WindowStats]:
-            return (state.window(candidate_arms, start, end),
-                    state.window(baseline_arms, start, end))
+            pair = merged.get((start, end))
+            if pair is None:
+                pair = merged[(start, end)] = (
+                    state.window(candidate_arms, start, end, sketches),
+                    state.window(baseline_arms, start, end, sketches))
+            return pair
 
         judged = judge(state.rules, rollout, state.scope, windows, now, self.sent,
                        min_window=BUCKET_SECONDS)
@@ -252,15 +263,29 @@ class Guard:
         for release in state.releases():
             arms = [arm for arm in state.buckets
                     if arm.startswith(f"{release}|") and not arm.endswith(f"|{PAIRS}")]
-            for rule in self.alert_rules:
-                current = state.window(arms, now - rule.window_seconds, now)
-                previous = (state.window(arms, now - 2 * rule.window_seconds,
-                                         now - rule.window_seconds - BUCKET_SECONDS)
-                            if rule.relative else None)
-                value, samples = measure(rule, current, previous)
-                key = f"{release}:{rule.name}"
-                alert_state, transition = step(rule, value, samples, now,
-                                               state.alerts.get(key, AlertState()))
-                state.alerts[key] = alert_state
-                if transition is not None:
-                    outcome.alerts.append(Alert.platform(transition, task, release))
+            self._release_alerts(state, task, release, arms, now, outcome)
+
+    def _release_alerts(self, state: ScopeState, task: str, release: int, arms: list[str],
+                        now: float, outcome: GuardResult) -> None:
+        windows: dict[tuple[float, float], WindowStats] = {}
+
+        def window(start: float, end: float) -> WindowStats:
+            """Rules of one length share their window (merged once, only read)."""
+            stats = windows.get((start, end))
+            if stats is None:
+                stats = windows[(start, end)] = state.window(arms, start, end,
+                                                             self._alert_sketches)
+            return stats
+
+        for rule in self.alert_rules:
+            current = window(now - rule.window_seconds, now)
+            previous = (window(now - 2 * rule.window_seconds,
+                               now - rule.window_seconds - BUCKET_SECONDS)
+                        if rule.relative else None)
+            value, samples = measure(rule, current, previous)
+            key = f"{release}:{rule.name}"
+            alert_state, transition = step(rule, value, samples, now,
+                                           state.alerts.get(key, AlertState()))
+            state.alerts[key] = alert_state
+            if transition is not None:
+                outcome.alerts.append(Alert.platform(transition, task, release))

@@ -154,6 +154,44 @@ def test_entries_are_merged_as_they_accumulate_and_reload_to_the_same_state() ->
     assert restarted.identities == 200
 
 
+class CountingStore(Store):
+    """A Store that counts the entries read back."""
+
+    reads = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(key, default)
+
+
+def test_merging_recent_entries_reads_nothing_back_and_gives_the_state_of_a_reload() -> None:
+    store = CountingStore()
+    ledger = Ledger(SCOPE, store, BUCKET)
+    for i in range(0, 400, 4):
+        ledger.apply(cells([("1|production", T0 + BUCKET * (i % 3), row(j))
+                            for j in range(i, i + 4)] +
+                           [("2|shadow", T0, row(i, arm="shadow", release=2))]), horizon=0)
+    assert ledger.entry_count() < 60, "entries were merged"
+    assert store.reads == 0
+    restarted = Ledger(SCOPE, store, BUCKET)
+    restarted.load()
+    assert fingerprint(restarted) == fingerprint(ledger)
+    assert restarted.pending() == ledger.pending()
+    # After a reload, merges read the entries they merge back from the store.
+    before = store.reads
+    for i in range(400, 480):
+        restarted.apply(cells([("1|production", T0, row(i))]), horizon=0)
+    assert store.reads > before
+    reference = Ledger(SCOPE, Store(), BUCKET)
+    for i in range(0, 400, 4):
+        reference.apply(cells([("1|production", T0 + BUCKET * (i % 3), row(j))
+                               for j in range(i, i + 4)] +
+                              [("2|shadow", T0, row(i, arm="shadow", release=2))]), horizon=0)
+    for i in range(400, 480):
+        reference.apply(cells([("1|production", T0, row(i))]), horizon=0)
+    assert fingerprint(restarted) == fingerprint(reference)
+
+
 def test_a_crash_at_any_store_write_neither_loses_nor_double_counts() -> None:
     """Record every write the ledger makes while folding partials (merges included); for every
     prefix of them (a crash after that write), reload and redeliver every partial: the state

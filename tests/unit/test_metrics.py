@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from relctl.domain.guards import METRICS
-from relctl.domain.metrics import COUNTERS, RELATIVE_ACCURACY, WindowStats, metric_value
+from relctl.domain.metrics import (
+    COUNTERS,
+    RELATIVE_ACCURACY,
+    WindowStats,
+    metric_value,
+    sketches_read,
+)
 
 from tests.unit.stream_support import T0, record
 
@@ -181,6 +187,22 @@ def test_decoded_stats_merge_with_fresh_ones() -> None:
 
 def test_merged_of_nothing_is_empty() -> None:
     assert WindowStats.merged([]).count == 0
+
+
+@pytest.mark.parametrize("metric", sorted(METRICS | {"score_mean"}))
+def test_a_window_merged_with_the_sketches_a_metric_reads_gives_its_value(metric: str) -> None:
+    parts = [hand_built(), hand_built()]
+    whole = WindowStats.merged(parts)
+    lean = WindowStats.merged(parts, sketches_read([metric]))
+    baseline = hand_built()
+    assert metric_value(metric, lean, baseline) == metric_value(metric, whole, baseline)
+
+
+def test_sketches_read_names_only_what_quantile_metrics_read() -> None:
+    assert sketches_read(["llm_error_rate", "confidence_mean", "tokens_per_eval"]) == ()
+    assert sketches_read(["queue_wait_p95_ms", "latency_p50_ms"]) == ("latency", "queue_wait")
+    lean = WindowStats.merged([hand_built()], ())
+    assert lean.count == 5 and lean.latency.count == 0
 
 
 # ---- properties -------------------------------------------------------------------------
