@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from relctl.adapters import ingest
+from relctl.adapters import hop_trace, ingest
 from relctl.adapters.alertmanager import AlertmanagerSender
 from relctl.adapters.cloudevents import alert_record, dead_letter, verdict_record
 from relctl.adapters.commands import command_record
 from relctl.domain.alerts import AlertKind
+from relctl.domain.hops import Hop
 from relctl.domain.timeliness import explain, time_problem
 from relctl.domain.trace_contract import describe, violations
 from relctl.domain.verdicts import RuleVerdict, VerdictChanges
@@ -95,12 +96,14 @@ class AttributeAgent:
         self.batch_within = batch_within
         self.retention = retention
         self._held_origins: dict[int, ingest.Origin] = {}
+        self._batch_at = 0.0  # when the current batch was handed over (hop tracing only)
 
     async def run(self, stream: Any) -> None:
         await self.ready.wait()
         tune_collector()
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
             started = time.perf_counter()
+            self._batch_at = time.time() if hop_trace.enabled() else 0.0
             accepted: list[tuple[Any, ingest.Origin]] = []
             dead: list[tuple[Any, str]] = []
             now = time.monotonic()
@@ -186,6 +189,10 @@ class AttributeAgent:
         for partial in partials.values():
             for part in partial.split():
                 await self.topics.partials.send(key=part.scope.encode(), value=part.encode())
+            if hop_trace.enabled() and partial.evaluations:
+                task = partial.scope.partition("|")[2]
+                hop_trace.mark(Hop.STAGE1_BATCH, task, self._batch_at)
+                hop_trace.mark(Hop.PARTIAL_SENT, task)
         for rejected, source in dead:
             key, value, headers = ingest.dlq_record(rejected, source)
             await self.topics.dlq.send(key=key, value=value, headers=headers)
@@ -259,7 +266,11 @@ class GuardAgent:
                     f"kafka:{message.topic}/{message.partition}@{message.offset}")
                 await self.topics.dlq.send(key=event.key, value=value, headers=headers)
                 continue
-            outcome = self.guard.handle(partial, time.time())
+            received = time.time()
+            outcome = self.guard.handle(partial, received)
+            if outcome.commands and hop_trace.enabled():
+                hop_trace.mark(Hop.STAGE2_RECEIVED, outcome.rollout_id or "", received)
+                hop_trace.mark(Hop.DECIDED, outcome.rollout_id or "")
             self._count(partial.scope)
             await self.publish(outcome)
 
@@ -300,7 +311,10 @@ class GuardAgent:
             self._in_background(self._send_verdicts(changes))
         for command in outcome.commands:
             key, value, headers = command_record(command.wire())
-            await self.topics.commands.send(key=key, value=value, headers=headers)
+            sent = await self.topics.commands.send(key=key, value=value, headers=headers)
+            if hop_trace.enabled():
+                hop_trace.mark(Hop.DECISION_SENT, command.rollout_id)
+                self._in_background(_mark_acked(sent, command.rollout_id))
             DECISIONS.labels(command.action).inc()
             logger.warning("guard decided %s for rollout %s: %s", command.action,
                            command.rollout_id, command.reason)
@@ -314,6 +328,12 @@ class GuardAgent:
         for verdict in outcome.verdicts:
             GUARD_OUTCOME.labels(outcome.rollout_id or "", verdict.rule).set(
                 OUTCOME_CODE[verdict.outcome])
+
+
+async def _mark_acked(sent: Any, rollout_id: str) -> None:
+    """Hop tracing: when the broker acknowledged a decision (``sent`` is Faust's future)."""
+    await sent
+    hop_trace.mark(Hop.DECISION_ACKED, rollout_id)
 
 
 def record_consumer_lag(consumer: Any, topic: str) -> None:
