@@ -235,7 +235,8 @@ class GuardAgent:
         self._background: set[asyncio.Task[None]] = set()
 
     async def tick(self) -> None:
-        """Judge every guarded rollout now, traffic or not.
+        """Judge every guarded rollout now, traffic or not, and evaluate the platform alerts
+        of every task whose last partials skipped them (``Guard.alerts_due``).
 
         Sends an empty partial per guarded task to the partials topic rather than judging
         here: the worker that owns the task's partition judges it in its stream, the only
@@ -243,7 +244,8 @@ class GuardAgent:
         if not self.ready.is_set():
             return
         index = self.guard.index
-        for task in [task for task in index.active if index.guarded_rollout(task)]:
+        guarded = [task for task in index.active if index.guarded_rollout(task)]
+        for task in sorted({*guarded, *self.guard.alerts_due()}):
             scope = task_scope(task)
             await self.topics.partials.send(key=scope.encode(), value=Partial(scope).encode())
 

@@ -26,7 +26,7 @@ from relctl.streams.agents import AttributeAgent, GuardAgent, record_consumer_la
 from relctl.streams.control import ControlFollower
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.grace import Grace
-from relctl.streams.guard import Guard
+from relctl.streams.guard import ALERT_EVERY_SECONDS, Guard
 from relctl.streams.metrics import worker_metrics
 from relctl.streams.tables import TableStore, changelog_spec, guard_table
 from relctl.streams.topics import worker_topics
@@ -117,7 +117,8 @@ class GuardWorker:
         dedup = os.environ.get(DEDUP_ENV, "1") != "0"
         if not dedup:
             logger.warning("%s=0: evaluations are NOT de-duplicated (benchmark mode)", DEDUP_ENV)
-        self.guard = Guard(self.index, TableStore(self.table), alert_rules, dedup=dedup)
+        self.guard = Guard(self.index, TableStore(self.table), alert_rules, dedup=dedup,
+                           alert_every=ALERT_EVERY_SECONDS)
         self.attribute = AttributeAgent(
             self.index, self.topics, self.control.ready,
             Grace(settings.unknown_release_grace_seconds), batch_max, batch_within,
