@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from relctl.adapters import hop_trace
 from relctl.adapters.cloudevents import dead_letter, decision_record
 from relctl.adapters.config import Settings
-from relctl.adapters.fetch_wait import AdaptiveFetchWait
+from relctl.adapters.fetch_wait import AdaptiveFetchWait, Quiet
 from relctl.adapters.kafka import make_producer
 from relctl.adapters.retrying import fixed, retry_forever
 from relctl.application.service import ControlPlane, acting_as
@@ -85,11 +85,14 @@ def execute(app: ControlPlane, command: dict[str, Any]) -> dict[str, Any]:
 
 class CommandConsumer:
     def __init__(self, app: ControlPlane, settings: Settings,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 on_change: Callable[[], None] = lambda: None, quiet: Quiet | None = None
+                 ) -> None:
         assert settings.kafka_bootstrap
         self.app = app
         self.settings = settings
         self.on_change = on_change
+        # Told whether any rollout is guarded; while none is, idle members fetch rarely.
+        self.quiet = quiet
 
     async def _dead_letter(self, producer: Any, value: bytes, reason: str) -> None:
         key, value, headers = dead_letter(value, reason, self.settings.topic("commands"))
@@ -154,7 +157,9 @@ class CommandConsumer:
         try:
             await consumer.start()
             AdaptiveFetchWait(self.settings.fetch_max_wait_ms, self.settings.fetch_idle_wait_ms,
-                              single_idle_ms=IDLE_WAIT_MS, name="commands").install(consumer)
+                              single_idle_ms=IDLE_WAIT_MS, name="commands",
+                              quiet=self.quiet, quiet_ms=self.settings.fetch_quiet_wait_ms
+                              ).install(consumer)
             await producer.start()
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500)
