@@ -63,14 +63,16 @@ class Quiet:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.after = after
         self.clock = clock
-        self.last_guarded = clock()  # not quiet until ``after`` has passed once
+        self.told = False  # never quiet before the first note (the watcher may be starting)
+        self.last_guarded = clock()
 
     def note(self, guarded: bool) -> None:
-        if guarded:
+        if guarded or not self.told:
             self.last_guarded = self.clock()
+        self.told = True
 
     def __call__(self) -> bool:
-        return self.clock() - self.last_guarded >= self.after
+        return self.told and self.clock() - self.last_guarded >= self.after
 
 
 class AdaptiveFetchWait:

@@ -16,7 +16,10 @@ class Clock:
 def test_quiet_only_once_nothing_was_guarded_for_a_while() -> None:
     clock = Clock()
     quiet = Quiet(after=5.0, clock=clock)
-    assert not quiet(), "a consumer starts as if something were guarded"
+    clock.now += 60.0
+    assert not quiet(), "never quiet before the watcher said anything"
+    quiet.note(False)
+    assert not quiet(), "the first note starts the 5 s"
     clock.now += 5.0
     assert quiet()
     quiet.note(True)
@@ -33,6 +36,7 @@ def test_an_idle_consumer_waits_long_while_quiet() -> None:
     quiet = Quiet(after=5.0, clock=clock)
     wait = AdaptiveFetchWait(10, 50, linger=0.5, clock=clock, single_idle_ms=50, quiet=quiet,
                              quiet_ms=1000)
+    quiet.note(False)
     assert wait.wait_ms(partitions=1) == 50
     clock.now += 5.0
     assert wait.wait_ms(partitions=1) == 1000 and wait.wait_ms(partitions=4) == 1000
@@ -46,6 +50,7 @@ def test_an_idle_consumer_waits_long_while_quiet() -> None:
 def test_the_quiet_wait_is_never_shorter_than_the_idle_one() -> None:
     clock = Clock()
     quiet = Quiet(after=0.0, clock=clock)
+    quiet.note(False)
     assert AdaptiveFetchWait(10, 500, clock=clock, quiet=quiet, quiet_ms=100).wait_ms() == 500
 
 
