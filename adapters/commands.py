@@ -11,6 +11,7 @@ impersonate a person); a malformed command goes to the dead-letter topic with th
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -18,14 +19,16 @@ from uuid import UUID
 import orjson
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import Counter
+from relctl.adapters import hop_trace
 from relctl.adapters.cloudevents import dead_letter, decision_record
 from relctl.adapters.config import Settings
-from relctl.adapters.fetch_wait import AdaptiveFetchWait
+from relctl.adapters.fetch_wait import AdaptiveFetchWait, Quiet
 from relctl.adapters.kafka import make_producer
 from relctl.adapters.retrying import fixed, retry_forever
 from relctl.application.service import ControlPlane, acting_as
 from relctl.domain import errors
 from relctl.domain.guards import GUARD_ACTOR, GUARD_ROLE, DecisionAction
+from relctl.domain.hops import Hop
 
 logger = logging.getLogger(__name__)
 
@@ -82,24 +85,28 @@ def execute(app: ControlPlane, command: dict[str, Any]) -> dict[str, Any]:
 
 class CommandConsumer:
     def __init__(self, app: ControlPlane, settings: Settings,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 on_change: Callable[[], None] = lambda: None, quiet: Quiet | None = None
+                 ) -> None:
         assert settings.kafka_bootstrap
         self.app = app
         self.settings = settings
         self.on_change = on_change
+        # Told whether any rollout is guarded; while none is, idle members fetch rarely.
+        self.quiet = quiet
 
     async def _dead_letter(self, producer: Any, value: bytes, reason: str) -> None:
         key, value, headers = dead_letter(value, reason, self.settings.topic("commands"))
         await producer.send_and_wait(self.settings.topic("dlq"), key=key, value=value,
                                      headers=headers)
 
-    async def handle(self, producer: Any, value: bytes) -> None:
+    async def handle(self, producer: Any, value: bytes, fetched: float | None = None) -> None:
         try:
             command = parse_command(value)
         except errors.ValidationError as exc:
             EXECUTED.labels("invalid", "dead_letter").inc()
             await self._dead_letter(producer, value, str(exc))
             return
+        hop_trace.mark(Hop.COMMAND_CONSUMED, str(command["rollout_id"]), fetched)
         try:
             result = await asyncio.to_thread(execute, self.app, command)
         except (errors.ConflictError, errors.NotFoundError) as exc:
@@ -107,6 +114,7 @@ class CommandConsumer:
             logger.info("automatic %s of %s refused: %s", command["action"],
                         command["rollout_id"], exc)
             return
+        hop_trace.mark(Hop.COMMAND_EXECUTED, str(command["rollout_id"]))
         outcome = "recorded" if result.get("changed") else "no_op"
         EXECUTED.labels(command["action"], outcome).inc()
         logger.warning("automatic %s of rollout %s: %s (%s)", command["action"],
@@ -149,13 +157,16 @@ class CommandConsumer:
         try:
             await consumer.start()
             AdaptiveFetchWait(self.settings.fetch_max_wait_ms, self.settings.fetch_idle_wait_ms,
-                              single_idle_ms=IDLE_WAIT_MS, name="commands").install(consumer)
+                              single_idle_ms=IDLE_WAIT_MS, name="commands",
+                              quiet=self.quiet, quiet_ms=self.settings.fetch_quiet_wait_ms
+                              ).install(consumer)
             await producer.start()
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500)
+                fetched = time.time()
                 for records in batch.values():
                     for record in records:
-                        await self.handle(producer, record.value)
+                        await self.handle(producer, record.value, fetched)
                 if batch:
                     await consumer.commit()
         finally:

@@ -39,6 +39,8 @@ class Settings:
     fetch_max_wait_ms: int = 10
     # The wait of a consumer on the decision path once it has been idle (adapters/fetch_wait.py).
     fetch_idle_wait_ms: int = 50
+    # ... and once no rollout has been guarded for a while (no decision can come).
+    fetch_quiet_wait_ms: int = 1000
     unknown_release_grace_seconds: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -60,6 +62,7 @@ class Settings:
             worker_metrics_port=_int("RELCTL_WORKER_METRICS_PORT", 0) or None,
             fetch_max_wait_ms=_int("RELCTL_FETCH_MAX_WAIT_MS", 10),
             fetch_idle_wait_ms=_int("RELCTL_FETCH_IDLE_WAIT_MS", 50),
+            fetch_quiet_wait_ms=_int("RELCTL_FETCH_QUIET_WAIT_MS", 1000),
             unknown_release_grace_seconds=float(
                 os.environ.get("RELCTL_UNKNOWN_RELEASE_GRACE_SECONDS") or 10.0),
         )

@@ -43,6 +43,7 @@ import httpx
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer
+from relctl.adapters import hop_trace
 from relctl.adapters.ingest import BATCH, structured_event, to_kafka
 from relctl.adapters.kafka import make_producer
 from relctl.domain.evaluation import EvaluationRecord
@@ -51,6 +52,7 @@ from relctl.infra.embedded import free_port, wait_for_port
 
 from bench.common import percentile
 from bench.harness import read_metric
+from bench.hop_report import TrialMarks, report
 
 SPEC: dict[str, Any] = {
     "prompt_template": "Score the call.", "model_provider": "openai", "model_name": "gpt-4o",
@@ -87,6 +89,7 @@ class Bench:
         self.name = name
         self.data_dir = data_dir
         self.cold = False
+        self.marks: list[TrialMarks] = []  # each trial's own hops (read with --hops)
 
     def ok(self, response: httpx.Response) -> Any:
         assert response.status_code < 300, response.text
@@ -145,14 +148,17 @@ class Bench:
             await asyncio.sleep(COLD_SECONDS)
         key, value, headers = to_kafka(records[19])
         await producer.send_and_wait(TOPIC, value=value, key=key, headers=headers)
-        started = time.perf_counter()
+        started, produced = time.perf_counter(), time.time()
         async with httpx.AsyncClient(base_url=str(self.api.base_url),
                                      headers=dict(self.api.headers)) as client:
             while time.perf_counter() - started < 30:
                 response = await client.get("/v1/resolve", params={"tenant": "acme",
                                                                    "task": task})
                 if response.json()["release"] == 1:
-                    return time.perf_counter() - started
+                    took = time.perf_counter() - started
+                    if index >= 0:
+                        self.marks.append(TrialMarks(task, rollout, produced, time.time()))
+                    return took
                 await asyncio.sleep(0.002)
         outcome = read_metric(self.metrics_port, "relctl_guard_rule_outcome", rollout=rollout,
                               rule=rule_name)
@@ -290,18 +296,24 @@ class Stack:
     """`relctl up` (embedded PostgreSQL and broker, one worker) as a subprocess, with extra
     environment for the configuration under test."""
 
-    def __init__(self, name: str, env: dict[str, str]) -> None:
+    def __init__(self, name: str, env: dict[str, str], hops: bool = False) -> None:
         self.name = name
         self.data_dir = Path(tempfile.mkdtemp(prefix="relctl-latency-"))
         port, self.metrics_port = free_port(), free_port()
         full = {k: v for k, v in os.environ.items()
-                if k not in ("RELCTL_DATABASE_URL", "RELCTL_KAFKA_BOOTSTRAP")}
+                if k not in ("RELCTL_DATABASE_URL", "RELCTL_KAFKA_BOOTSTRAP", hop_trace.ENV)}
         full.update(env, RELCTL_WORKER_METRICS_PORT=str(self.metrics_port))
+        if hops:
+            full[hop_trace.ENV] = str(self.hops_file)
         self.port = port
         self.process = subprocess.Popen(
             [sys.executable, "-m", "relctl.entrypoints.cli", "up", "--data-dir",
              str(self.data_dir), "--api-port", str(port)], env=full,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @property
+    def hops_file(self) -> Path:
+        return self.data_dir / "hops.jsonl"
 
     def bench(self) -> "Bench":
         wait_for_port("127.0.0.1", self.port, timeout=120)
@@ -352,6 +364,14 @@ def loaded(args: argparse.Namespace, bench: "Bench") -> tuple[list[float], str]:
     return found, note
 
 
+def hops_of(args: argparse.Namespace, bench: "Bench", label: str) -> list[str]:
+    """With --hops: the per-hop table of the trials run since the last call."""
+    marks, bench.marks = bench.marks, []
+    if not args.hops:
+        return []
+    return report(f"  {label} {bench.name}", marks, bench.data_dir / "hops.jsonl")
+
+
 def measure(args: argparse.Namespace, benches: list["Bench"]) -> list[str]:
     out = []
     if not args.skip_isolated:
@@ -359,12 +379,14 @@ def measure(args: argparse.Namespace, benches: list["Bench"]) -> list[str]:
                                 strict=True):
             out.append(line(f"isolated   {bench.name:8s}: breach -> resolve returns baseline",
                             found))
+            out += hops_of(args, bench, "isolated")
     if args.rate > 0:
         for bench in benches:
             found, note = loaded(args, bench)
             out.append(line(f"under load {bench.name:8s}: breach -> resolve returns baseline",
                             found))
             out.append("  " + note)
+            out += hops_of(args, bench, "under load")
     return out
 
 
@@ -387,15 +409,19 @@ def main() -> None:
                              "interleaving its isolated trials with the default stack's")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment of the stack under test (repeatable)")
+    parser.add_argument("--hops", action="store_true",
+                        help="trace each hop of every breach (RELCTL_HOP_TRACE in the stack) "
+                             "and print where the time goes")
     parser.add_argument("--load-child", nargs=2, metavar=("BOOTSTRAP", "TASK"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_child:
         asyncio.run(load(*args.load_child, args.rate, args.batch, args.tenants))
         return
-    stacks = [Stack("now", dict(kv.split("=", 1) for kv in args.env))]
+    stacks = [Stack("now", dict(kv.split("=", 1) for kv in args.env), args.hops)]
     if args.baseline_env:
-        stacks.append(Stack("baseline", dict(kv.split("=", 1) for kv in args.baseline_env)))
+        stacks.append(Stack("baseline", dict(kv.split("=", 1) for kv in args.baseline_env),
+                            args.hops))
     try:
         benches = [stack.bench() for stack in stacks]
         for bench in benches:

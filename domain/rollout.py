@@ -33,6 +33,9 @@ DEFAULT_STEPS = (10, 25, 50, 100)
 MAX_STEPS = 20
 ACTIVE_STATES = tuple(s.value for s in RolloutState)[:4]
 TERMINAL_STATES = (RolloutState.ROLLED_BACK.value, RolloutState.COMPLETED.value)
+# States in which a rollout's guard rules are live (it can be rolled back, frozen or paused).
+GUARDED_STATES = (RolloutState.RUNNING.value, RolloutState.PAUSED.value,
+                  RolloutState.FROZEN.value)
 
 
 def normalize_steps(steps: Any) -> tuple[str, list[Any]]:

@@ -28,6 +28,7 @@ from typing import Any
 import uvicorn
 from relctl.adapters.commands import CommandConsumer
 from relctl.adapters.config import Settings
+from relctl.adapters.fetch_wait import Quiet
 from relctl.adapters.kafka import ensure_topics, topic_specs
 from relctl.adapters.verdicts import VerdictBoard, VerdictConsumer
 from relctl.infra.bootstrap import Runtime, bootstrap
@@ -48,6 +49,7 @@ from relctl.infra.stackfile import (
     read_stack_file,
     write_secret,
 )
+from relctl.projections.queries import any_guarded_rollout
 
 logger = logging.getLogger("relctl")
 
@@ -308,13 +310,16 @@ class Stack:
         loop = asyncio.get_running_loop()
         relay = runtime.relay if self.relay else None
 
+        quiet = Quiet()
+
         def wake() -> None:
+            quiet.note(True)  # an operator's command (a rollout may have started)
             if relay is not None:
                 loop.call_soon_threadsafe(relay.wake)
 
         await ensure_topics(settings.kafka_bootstrap or "", topic_specs(settings))
         self.start_workers()
-        commands = CommandConsumer(runtime.app, settings, on_change=wake)
+        commands = CommandConsumer(runtime.app, settings, on_change=wake, quiet=quiet)
         api = self.api_factory(runtime, wake)
         server = ApiServer(uvicorn.Config(
             api, host=settings.api_host, port=settings.api_port, log_level="warning",
@@ -323,6 +328,8 @@ class Stack:
         if relay:
             tasks.append(asyncio.create_task(relay.run(stop), name="relay"))
         tasks.append(asyncio.create_task(commands.run(stop), name="commands"))
+        tasks.append(asyncio.create_task(watch_guarded(runtime.db, quiet, stop),
+                                         name="guarded-watch"))
         tasks.append(asyncio.create_task(VerdictConsumer(
             VerdictBoard(runtime.db), settings).run(stop), name="verdicts"))
         if (alerts := alert_projector(settings)) is not None:
@@ -343,6 +350,24 @@ class Stack:
         for task in pending:
             task.cancel()
         waiter.cancel()
+
+
+# How often the control plane looks whether any rollout is guarded (the command consumer's
+# quiet fetch waits, adapters/fetch_wait.py): one small read-model query.
+GUARDED_POLL_SECONDS = 1.0
+
+
+async def watch_guarded(db: Any, quiet: Quiet, stop: asyncio.Event) -> None:
+    """Tell ``quiet`` every second whether the rollouts read model shows a guarded rollout;
+    when it cannot tell (the store is down, the view not built yet), assume one is."""
+    while not stop.is_set():
+        try:
+            guarded = await asyncio.to_thread(any_guarded_rollout, db)
+        except Exception:  # the store is down or the view is not there yet
+            guarded = True
+        quiet.note(guarded)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), GUARDED_POLL_SECONDS)
 
 
 class Shutdown:

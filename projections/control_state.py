@@ -17,7 +17,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from relctl.adapters import hop_trace
 from relctl.application.service import ControlPlane
+from relctl.domain.hops import Hop
 from relctl.domain.resolution import ControlView, Resolution, resolve
 from relctl.projections.views import Pair, Published, ResolutionListener, canonical
 
@@ -50,6 +52,9 @@ class CurrentResolutions(ResolutionListener):
             self._pairs.update(changed)
             self.position = max(self.position, position)
             self._changed.notify_all()
+        if hop_trace.enabled():
+            for _, task in changed:
+                hop_trace.mark(Hop.READ_MODEL, task)
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Wait until every event up to ``position`` is in the copy; False after ``timeout``."""

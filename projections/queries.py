@@ -32,6 +32,7 @@ from relctl.domain.read_models import (
     Transition,
 )
 from relctl.domain.resolution import ControlView, resolve
+from relctl.domain.rollout import GUARDED_STATES
 from relctl.projections.runner import TRACKING
 from relctl.projections.views import AUDIT_COLUMNS, GENESIS, canonical, chain
 
@@ -190,6 +191,13 @@ def drift(db: Database, task: str, at: datetime | None = None) -> DriftReport:
         else:
             report.reached.append(TenantReach(tenant, Reach.DIRECT, "follows the task"))
     return report
+
+
+def any_guarded_rollout(db: Database) -> bool:
+    """Whether some rollout is running, paused or frozen (its guard could decide)."""
+    rows = db.execute("SELECT EXISTS (SELECT 1 FROM relctl_rm_rollouts "
+                      "WHERE summary->>'state' = ANY(%s)) AS guarded", (list(GUARDED_STATES),))
+    return bool(rows and rows[0]["guarded"])
 
 
 def rollout_status(db: Database, rollout_id: str, at: datetime | None = None) -> RolloutStatus:

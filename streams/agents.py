@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from relctl.adapters import ingest
+from relctl.adapters import hop_trace, ingest
 from relctl.adapters.alertmanager import AlertmanagerSender
 from relctl.adapters.cloudevents import alert_record, dead_letter, verdict_record
 from relctl.adapters.commands import command_record
 from relctl.domain.alerts import AlertKind
 from relctl.domain.guard_eval import GuardOutcome
+from relctl.domain.hops import Hop
 from relctl.domain.timeliness import CLOCK_SKEW_SECONDS, explain, time_problem
 from relctl.domain.trace_contract import ReleaseTrace, TraceField, describe, violations
 from relctl.domain.verdicts import RuleVerdict, VerdictChanges
@@ -110,12 +111,14 @@ class AttributeAgent:
         self.batch_within = batch_within
         self.retention = retention
         self._held_origins: dict[int, ingest.Origin] = {}
+        self._batch_at = 0.0  # when the current batch was handed over (hop tracing only)
 
     async def run(self, stream: Any) -> None:
         await self.ready.wait()
         tune_collector()
         async for events in stream.take_events(self.batch_max, within=self.batch_within):
             started = time.perf_counter()
+            self._batch_at = time.time() if hop_trace.enabled() else 0.0
             accepted: list[tuple[Any, ingest.Origin]] = []
             dead: list[tuple[Any, str]] = []
             now = time.monotonic()
@@ -215,6 +218,10 @@ class AttributeAgent:
         for partial in partials.values():
             for part in partial.split():
                 await self.topics.partials.send(key=part.scope.encode(), value=part.encode())
+            if hop_trace.enabled() and partial.evaluations:
+                task = partial.scope.partition("|")[2]
+                hop_trace.mark(Hop.STAGE1_BATCH, task, self._batch_at)
+                hop_trace.mark(Hop.PARTIAL_SENT, task)
         for rejected, source in dead:
             key, value, headers = ingest.dlq_record(rejected, source)
             await self.topics.dlq.send(key=key, value=value, headers=headers)
@@ -260,7 +267,8 @@ class GuardAgent:
         self._background: set[asyncio.Task[None]] = set()
 
     async def tick(self) -> None:
-        """Judge every guarded rollout now, traffic or not.
+        """Judge every guarded rollout now, traffic or not, and evaluate the platform alerts
+        of every task whose last partials skipped them (``Guard.alerts_due``).
 
         Sends an empty partial per guarded task to the partials topic rather than judging
         here: the worker that owns the task's partition judges it in its stream, the only
@@ -268,7 +276,8 @@ class GuardAgent:
         if not self.ready.is_set():
             return
         index = self.guard.index
-        for task in [task for task in index.active if index.guarded_rollout(task)]:
+        guarded = [task for task in index.active if index.guarded_rollout(task)]
+        for task in sorted({*guarded, *self.guard.alerts_due()}):
             scope = task_scope(task)
             await self.topics.partials.send(key=scope.encode(), value=Partial(scope).encode())
 
@@ -291,7 +300,11 @@ class GuardAgent:
                     f"kafka:{message.topic}/{message.partition}@{message.offset}")
                 await self.topics.dlq.send(key=event.key, value=value, headers=headers)
                 continue
-            outcome = self.guard.handle(partial, time.time())
+            received = time.time()
+            outcome = self.guard.handle(partial, received)
+            if outcome.commands and hop_trace.enabled():
+                hop_trace.mark(Hop.STAGE2_RECEIVED, outcome.rollout_id or "", received)
+                hop_trace.mark(Hop.DECIDED, outcome.rollout_id or "")
             self._count(partial.scope)
             await self.publish(outcome)
 
@@ -332,7 +345,10 @@ class GuardAgent:
             self._in_background(self._send_verdicts(changes))
         for command in outcome.commands:
             key, value, headers = command_record(command.wire())
-            await self.topics.commands.send(key=key, value=value, headers=headers)
+            sent = await self.topics.commands.send(key=key, value=value, headers=headers)
+            if hop_trace.enabled():
+                hop_trace.mark(Hop.DECISION_SENT, command.rollout_id)
+                self._in_background(_mark_acked(sent, command.rollout_id))
             DECISIONS.labels(command.action).inc()
             logger.warning("guard decided %s for rollout %s: %s", command.action,
                            command.rollout_id, command.reason)
@@ -355,6 +371,12 @@ class GuardAgent:
         for verdict in outcome.verdicts:
             self._outcomes[(rollout, verdict.rule)] = verdict.outcome
             GUARD_OUTCOME.labels(rollout, verdict.rule).set(OUTCOME_CODE[verdict.outcome])
+
+
+async def _mark_acked(sent: Any, rollout_id: str) -> None:
+    """Hop tracing: when the broker acknowledged a decision (``sent`` is Faust's future)."""
+    await sent
+    hop_trace.mark(Hop.DECISION_ACKED, rollout_id)
 
 
 def record_consumer_lag(consumer: Any, topic: str) -> None:

@@ -20,13 +20,14 @@ from typing import Any
 import faust
 from relctl.adapters.alertmanager import AlertmanagerSender
 from relctl.adapters.config import Settings
+from relctl.adapters.fetch_wait import Quiet
 from relctl.adapters.kafka import TopicSpec
 from relctl.domain.alerts import AlertRule
 from relctl.streams.agents import AttributeAgent, GuardAgent, record_consumer_lag
 from relctl.streams.control import ControlFollower
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.grace import Grace
-from relctl.streams.guard import Guard
+from relctl.streams.guard import ALERT_EVERY_SECONDS, Guard
 from relctl.streams.metrics import worker_metrics
 from relctl.streams.tables import TableStore, changelog_spec, guard_table
 from relctl.streams.topics import worker_topics
@@ -71,10 +72,11 @@ class Tuning:
 
 
 def make_app(settings: Settings, app_id: str | None = None,
-             tuning: Tuning | None = None) -> faust.App:
+             tuning: Tuning | None = None, quiet: Quiet | None = None) -> faust.App:
     """The worker's Faust app, configured for low latency on a Kafka-protocol broker."""
     tuning = tuning or Tuning.from_env()
-    scheme = register_transport(settings.fetch_max_wait_ms, settings.fetch_idle_wait_ms)
+    scheme = register_transport(settings.fetch_max_wait_ms, settings.fetch_idle_wait_ms, quiet,
+                                settings.fetch_quiet_wait_ms)
     brokers = ";".join(f"{scheme}://{host}" for host in (settings.kafka_bootstrap or "").split(","))
     faust_dir = settings.data_dir.resolve() / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
@@ -109,15 +111,18 @@ class GuardWorker:
             batch_within = tuning.batch_within_ms / 1000
         if batch_max is None:
             batch_max = tuning.batch_max
-        self.app = app = make_app(settings, app_id, tuning)
+        # Nothing guarded for a while: the idle worker fetches rarely (no decision can come).
+        self.quiet = Quiet()
+        self.app = app = make_app(settings, app_id, tuning, self.quiet)
         self.topics = worker_topics(app, settings)
         self.table = guard_table(app, settings.evaluation_partitions)
         self.index = ControlIndex()
-        self.control = ControlFollower(settings, self.index, self._judge_now)
+        self.control = ControlFollower(settings, self.index, self._judge_now, self.quiet)
         dedup = os.environ.get(DEDUP_ENV, "1") != "0"
         if not dedup:
             logger.warning("%s=0: evaluations are NOT de-duplicated (benchmark mode)", DEDUP_ENV)
-        self.guard = Guard(self.index, TableStore(self.table), alert_rules, dedup=dedup)
+        self.guard = Guard(self.index, TableStore(self.table), alert_rules, dedup=dedup,
+                           alert_every=ALERT_EVERY_SECONDS)
         self.attribute = AttributeAgent(
             self.index, self.topics, self.control.ready,
             Grace(settings.unknown_release_grace_seconds), batch_max, batch_within,

@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from relctl.adapters import cloudevents
 from relctl.adapters.config import Settings
-from relctl.adapters.fetch_wait import AdaptiveFetchWait
+from relctl.adapters.fetch_wait import AdaptiveFetchWait, Quiet
 from relctl.adapters.retrying import fixed, retry_forever
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.metrics import CONTROL_EVENTS, CONTROL_MALFORMED, ROLLOUT_STATE, STATE_CODE
@@ -39,10 +39,11 @@ async def _nothing(_: list[str]) -> None:
 
 class ControlFollower:
     def __init__(self, settings: Settings, index: ControlIndex,
-                 on_learned: OnLearned = _nothing) -> None:
+                 on_learned: OnLearned = _nothing, quiet: Quiet | None = None) -> None:
         self.settings = settings
         self.index = index
         self.on_learned = on_learned
+        self.quiet = quiet  # told, after each fetch, whether any rollout is guarded
         self.ready = asyncio.Event()
 
     async def follow(self) -> None:
@@ -72,6 +73,8 @@ class ControlFollower:
                     for record in records:
                         self.apply(record)
                 CONTROL_EVENTS.set(self.index.applied)
+                if self.quiet is not None:
+                    self.quiet.note(self.index.any_guarded() or not self.ready.is_set())
                 if not batch and not self.ready.is_set():
                     logger.info("control index caught up: %d events", self.index.applied)
                     self.ready.set()

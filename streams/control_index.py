@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from relctl.domain.rollout import GUARDED_STATES
 from relctl.domain.trace_contract import ReleaseTrace
-
-GUARDED_STATES = ("Running", "Paused", "Frozen")
 
 
 def _epoch(value: Any) -> float | None:
@@ -184,6 +183,10 @@ class ControlIndex:
         still is guarded."""
         learned, self.learned = self.learned, set()
         return sorted(task for task in learned if self.guarded_rollout(task) is not None)
+
+    def any_guarded(self) -> bool:
+        """Whether some task's rollout is guarded (a decision could come)."""
+        return any(self.guarded_rollout(task) is not None for task in self.active)
 
     def guarded_rollout(self, task: str) -> RolloutInfo | None:
         """The task's rollout whose guards are live (running, paused or frozen)."""

@@ -33,7 +33,7 @@ from faust.transport.drivers.aiokafka import (
     Producer,
     Transport,
 )
-from relctl.adapters.fetch_wait import AdaptiveFetchWait
+from relctl.adapters.fetch_wait import QUIET_WAIT_MS, AdaptiveFetchWait, Quiet
 
 SCHEME = "relctl-kafka"
 
@@ -41,6 +41,8 @@ SCHEME = "relctl-kafka"
 class LowLatencyConsumerThread(AIOKafkaConsumerThread):
     fetch_max_wait_ms = 10
     fetch_idle_wait_ms = 10
+    quiet: Quiet | None = None
+    fetch_quiet_wait_ms = QUIET_WAIT_MS
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -50,8 +52,8 @@ class LowLatencyConsumerThread(AIOKafkaConsumerThread):
     async def on_start(self) -> None:
         await super().on_start()
         AdaptiveFetchWait(self.fetch_max_wait_ms, self.fetch_idle_wait_ms,
-                          name="worker").install(
-            self._consumer)
+                          name="worker", quiet=self.quiet,
+                          quiet_ms=self.fetch_quiet_wait_ms).install(self._consumer)
 
 
 class LowLatencyConsumer(Consumer):
@@ -99,12 +101,16 @@ class LowLatencyTransport(Transport):
     driver_version = Transport.driver_version
 
 
-def register(fetch_max_wait_ms: int = 10, fetch_idle_wait_ms: int | None = None) -> str:
+def register(fetch_max_wait_ms: int = 10, fetch_idle_wait_ms: int | None = None,
+             quiet: Quiet | None = None, fetch_quiet_wait_ms: int = QUIET_WAIT_MS) -> str:
     """Make ``relctl-kafka://`` resolve to this transport; returns the scheme.
 
     ``fetch_max_wait_ms`` is the wait while records flow, ``fetch_idle_wait_ms`` (default: the
     same) the wait once the worker has been idle; see the README's "Idle CPU" for what each
-    costs in latency and CPU."""
+    costs in latency and CPU. With ``quiet`` the idle worker waits longer still while no
+    rollout is guarded."""
+    LowLatencyConsumerThread.quiet = quiet
+    LowLatencyConsumerThread.fetch_quiet_wait_ms = fetch_quiet_wait_ms
     LowLatencyConsumerThread.fetch_max_wait_ms = fetch_max_wait_ms
     LowLatencyConsumerThread.fetch_idle_wait_ms = fetch_idle_wait_ms or fetch_max_wait_ms
     TRANSPORTS.aliases[SCHEME] = f"{__name__}:LowLatencyTransport"
