@@ -1,7 +1,7 @@
 """``relctl gate``: golden sets, gate runs, reports and the promotion decision.
 
 Through the control plane (the authority): ``golden register --task`` records
-``Task.GoldenSetRegistered`` via the API (the task is gated from then on); ``run --task T
+``Task.GoldenSetRegistered`` via the API (its bundles decide from then on); ``run --task T
 --release N`` reads the release and the task's current golden set from the API, runs both arms
 against an OpenAI-compatible endpoint (``RELCTL_LLM_*`` or ``--endpoint FILE``), writes the
 reports under the local data directory and records ``Release.GateEvaluated`` via the API;
@@ -38,6 +38,7 @@ from relctl.domain.errors import (
     RelctlError,
     ValidationError,
 )
+from relctl.domain.gate_policy import GatePolicy, how_to_gate
 from relctl.domain.gates import (
     Acknowledgement,
     Arm,
@@ -344,9 +345,7 @@ def show_gates(
         _print_json(result)
         return
     golden = result["golden_set"]
-    console.print(f"{result['release']} ({result['stage']}): " + (
-        f"gated by golden set {golden['name']} v{golden['version']} "
-        f"({golden['content_hash'][:19]})" if golden else "ungated (no golden set registered)"))
+    console.print(f"{result['release']} ({result['stage']}): {_policy_line(result)}")
     for bundle in result["bundles"]:
         event = GateEvaluated.model_validate(bundle)
         stale = golden is None or event.golden_set.content_hash != golden["content_hash"]
@@ -362,6 +361,37 @@ def show_gates(
     if decision is not None:
         verdict = "allowed" if decision["allowed"] else "refused"
         console.print(f"promotion past InternalTest now: {verdict}: {decision['message']}")
+    elif result.get("gate_policy") == GatePolicy.REQUIRED:
+        console.print("promotion past InternalTest now: refused: "
+                      + how_to_gate(task, release))
+
+
+def _policy_line(result: dict[str, Any]) -> str:
+    """How the task's gated steps are decided, in words: golden set, waiver, or neither."""
+    golden, waiver = result["golden_set"], result.get("waiver")
+    if golden:
+        return (f"gated by golden set {golden['name']} v{golden['version']} "
+                f"({golden['content_hash'][:19]})")
+    if waiver:
+        return (f"ungated: gates waived by {waiver['actor']} ({waiver['role']}): "
+                f"{waiver['reason']}")
+    return "gated, but no golden set registered: gated steps are refused"
+
+
+@gate_app.command("waive")
+@_errors
+def waive(
+    task: Annotated[str, typer.Option("--task", help="task to declare ungated")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="why it needs no evidence")],
+) -> None:
+    """Admins only: declare TASK ungated (records Task.GatesWaived with the reason). Its
+    releases then pass InternalTest and start rollouts without evidence, each passage naming
+    this waiver; registering a golden set later ends it."""
+    result = Client().call("POST", f"/v1/tasks/{task}/gate-waiver", {"reason": reason})
+    summary = result["aggregate"]
+    _print_json({"task": summary["key"], "gate_policy": summary["gate_policy"],
+                 "waiver": summary["gate_waiver"], "changed": result["changed"],
+                 "note": result.get("note")})
 
 
 @gate_app.command("report")
