@@ -383,15 +383,23 @@ def _policy_line(result: dict[str, Any]) -> str:
 def waive(
     task: Annotated[str, typer.Option("--task", help="task to declare ungated")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="why it needs no evidence")],
+    output: Output = "text",
 ) -> None:
     """Admins only: declare TASK ungated (records Task.GatesWaived with the reason). Its
     releases then pass InternalTest and start rollouts without evidence, each passage naming
     this waiver; registering a golden set later ends it."""
     result = Client().call("POST", f"/v1/tasks/{task}/gate-waiver", {"reason": reason})
     summary = result["aggregate"]
-    _print_json({"task": summary["key"], "gate_policy": summary["gate_policy"],
-                 "waiver": summary["gate_waiver"], "changed": result["changed"],
-                 "note": result.get("note")})
+    payload = {"task": summary["key"], "gate_policy": summary["gate_policy"],
+               "waiver": summary["gate_waiver"], "changed": result["changed"],
+               "note": result.get("note")}
+    if output == "json":
+        _print_json(payload)
+        return
+    waiver = summary["gate_waiver"]
+    console.print(f"{'recorded' if result['changed'] else 'unchanged'}: task {summary['key']} "
+                  f"is ungated: gates waived by {waiver['actor']} ({waiver['role']}): "
+                  f"{waiver['reason']}")
 
 
 @gate_app.command("report")
