@@ -163,7 +163,8 @@ class Task(ControlAggregate):
             versions.append(content_hash)
         self.golden_set = {"name": name, "version": version, "content_hash": content_hash}
         self._gate_thresholds = list(thresholds)
-        self._gate_waiver = None  # evidence binds again: a registered golden set ends a waiver
+        # evidence binds again: a registered golden set ends a waiver
+        self._gate_waiver: dict[str, str] | None = None
 
     # ---- waiver (an admin declares the task ungated) ----------------------------------------
 
