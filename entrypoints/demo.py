@@ -1,9 +1,9 @@
 """The guided scenario behind ``relctl demo``: what an operator does on day one.
 
 It talks to a running ``relctl up`` through the same client as every CLI command, so it shows
-the real API: two releases of a task, a rollout with a guard rule, an advance, evaluations that
-break the guard (the worker rolls the rollout back on its own), and the audit history that
-explains every step.
+the real API: two releases of a task (whose gates an admin waives, recorded, since the demo has
+no golden set), a rollout with a guard rule, an advance, evaluations that break the guard (the
+worker rolls the rollout back on its own), and the audit history that explains every step.
 """
 
 import time
@@ -41,6 +41,12 @@ def run_demo(client: Any, console: Console, output: str) -> None:
 
     step("1. create release v1 of " + task, "POST", "/v1/releases",
          {"task": task, "spec": SPEC, "reason": "first scoring prompt"})
+    # Gates are required: without a golden set, promotion past InternalTest and rollout start
+    # are refused. The demo is about rollouts and the guard, so an admin declares its task
+    # ungated, which is recorded (Task.GatesWaived) and named by every passage it allows.
+    step("   declare the demo task ungated (admin waiver, recorded)", "POST",
+         f"/v1/tasks/{task}/gate-waiver",
+         {"reason": "demo task: no golden set; see relctl gate golden register / gate run"})
     step("2. promote v1 to Stable and make it the default", "POST",
          f"/v1/releases/{task}/1/promote", {"stage": "Stable", "reason": "passed regression"})
     step("", "POST", f"/v1/tasks/{task}/default", {"release": 1, "reason": "launch"})
