@@ -237,22 +237,8 @@ def run(
     config = EndpointConfig.from_file(endpoint) if endpoint else EndpointConfig.from_env()
     if concurrency:
         config = config.model_copy(update={"concurrency": concurrency})
-    runs = settings.data_dir / "gates" / "runs" / f"{arms[0].release_id}-vs-" \
-        f"{arms[1].release_id}-{ref.content_hash.removeprefix('sha256:')[:12]}"
-    runner = GateRunner(config)
-    redacted = runner.redact_all(calls)  # once for both arms, before anything is sent
-    traces = [asyncio.run(runner.run(arm, calls, runs / f"{arm.arm}.jsonl", progress=progress,
-                                     redacted=redacted))
-              for arm in arms]
-    bundle = build_bundle(
-        bundle_id=bundle_id or f"gb-{uuid.uuid4().hex[:12]}", task_id=task, golden_set=ref,
-        calls=calls, candidate=traces[0], baseline=traces[1], thresholds=gates,
-        evaluated_at=datetime.now(UTC))
-    report, digest = write_reports(bundle, settings.data_dir)
-    event = GateEvaluated.from_bundle(
-        bundle, report_path=str(report.relative_to(settings.data_dir)), report_hash=digest,
-        evaluated_by=actor, runner=runner_configuration(config, arms))
-    (report.parent / "gate-evaluated.json").write_text(event.model_dump_json(indent=2), "utf-8")
+    bundle, event, report = evaluate(task, ref, calls, arms, gates, config, settings.data_dir,
+                                     bundle_id=bundle_id, actor=actor, progress=progress)
     if client is not None and release is not None:
         client.call("POST", f"/v1/releases/{task}/{release}/gate-evaluations",
                     {"reason": reason, "evaluation": event.model_dump(mode="json")})
@@ -263,6 +249,44 @@ def run(
     _show_bundle(bundle)
     console.print(f"reports: {report.parent}/report.md, report.html, bundle.json")
     console.print(f"event payload: {report.parent}/gate-evaluated.json")
+
+
+def evaluate(task: str, ref: GoldenSetRef, calls: list[Any], arms: list[ReleaseUnderTest],
+             gates: list[GateThreshold], config: EndpointConfig, data_dir: Path, *,
+             bundle_id: str | None = None, actor: str = "cli", progress: bool = False,
+             ) -> tuple[GateBundle, GateEvaluated, Path]:
+    """Run both arms (candidate first) over the golden set, build the bundle, write the
+    reports under ``data_dir``: (bundle, the ``GateEvaluated`` payload, report path)."""
+    runs = data_dir / "gates" / "runs" / f"{arms[0].release_id}-vs-" \
+        f"{arms[1].release_id}-{ref.content_hash.removeprefix('sha256:')[:12]}"
+    runner = GateRunner(config)
+    redacted = runner.redact_all(calls)  # once for both arms, before anything is sent
+    traces = [asyncio.run(runner.run(arm, calls, runs / f"{arm.arm}.jsonl", progress=progress,
+                                     redacted=redacted))
+              for arm in arms]
+    bundle = build_bundle(
+        bundle_id=bundle_id or f"gb-{uuid.uuid4().hex[:12]}", task_id=task, golden_set=ref,
+        calls=calls, candidate=traces[0], baseline=traces[1], thresholds=gates,
+        evaluated_at=datetime.now(UTC))
+    report, digest = write_reports(bundle, data_dir)
+    event = GateEvaluated.from_bundle(
+        bundle, report_path=str(report.relative_to(data_dir)), report_hash=digest,
+        evaluated_by=actor, runner=runner_configuration(config, arms))
+    (report.parent / "gate-evaluated.json").write_text(event.model_dump_json(indent=2), "utf-8")
+    return bundle, event, report
+
+
+def record_gate_run(client: Any, task: str, release: int, config: EndpointConfig,
+                    data_dir: Path, *, baseline_release: int | None = None,
+                    reason: str = "gate run") -> GateEvaluated:
+    """``relctl gate run --task T --release N`` as a function (the demo uses it): inputs from
+    the API, both arms run against ``config``'s endpoint, the bundle recorded on the release."""
+    ref, calls, arms, policy = _recorded_inputs(client, task, release, baseline_release)
+    gates = [GateThreshold.model_validate(g) for g in policy]
+    _, event, _ = evaluate(task, ref, calls, arms, gates, config, data_dir)
+    client.call("POST", f"/v1/releases/{task}/{release}/gate-evaluations",
+                {"reason": reason, "evaluation": event.model_dump(mode="json")})
+    return event
 
 
 def runner_configuration(config: EndpointConfig, arms: list[ReleaseUnderTest]) -> dict[str, Any]:
