@@ -19,10 +19,10 @@ from relctl.domain.base import ControlAggregate, check_attribution
 from relctl.domain.blueprint import Blueprint
 from relctl.domain.changes import breaking_changes, next_task_key
 from relctl.domain.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
+from relctl.domain.gate_policy import GatePolicy, check_waiver_role
 from relctl.domain.gates import (
     GateEvaluated,
     GateThreshold,
-    PassageBasis,
     PromotionStep,
     StepAcknowledgement,
     check_thresholds,
@@ -241,13 +241,12 @@ class ControlPlane(Application[UUID]):
         if stage == "Draft":
             raise ConflictError(f"{task} v{number} is a Draft (its content can still change); "
                                 f"promote it before {what} can use it")
-        golden = self.task(task).current_golden
-        if golden is not None and stage == "InternalTest":
+        if stage == "InternalTest" and self.task(task).gate_policy is not GatePolicy.WAIVED:
             # Otherwise a pin or an override would put a customer on a release that never
             # passed the gates its task requires.
             raise ConflictError(
-                f"{task} is gated (golden set {golden.name}) and v{number} is in InternalTest; "
-                f"it must pass its gates (promote it to Beta or Stable) before {what} can use it")
+                f"{task} is gated and v{number} is in InternalTest; it must pass its gates "
+                f"(promote it to Beta or Stable) before {what} can use it")
 
     def set_default_release(self, task: str, number: int, actor: str, reason: str) -> Outcome:
         index = self.task(task)
@@ -256,10 +255,10 @@ class ControlPlane(Application[UUID]):
             raise ConflictError(
                 f"{task} v{number} is {release.stage}; promote it before it serves production"
             )
-        if index.current_golden is not None and release.stage == "InternalTest":
+        if release.stage == "InternalTest" and index.gate_policy is not GatePolicy.WAIVED:
             raise ConflictError(
-                f"{task} is gated (golden set {index.current_golden.name}) and v{number} has "
-                "not passed InternalTest: promote it through its gates (or roll it out) first")
+                f"{task} is gated and v{number} has not passed InternalTest: promote it "
+                "through its gates (or roll it out) first")
         index.set_default(number, actor=actor, reason=reason)
         self._save(index)
         return _outcome(index)
@@ -439,12 +438,8 @@ class ControlPlane(Application[UUID]):
         rollout.start(actor=actor, reason=reason)  # refuses first unless the rollout is Planned
         passage = self._pass_gates(self.task(rollout.task), release, PromotionStep.START_ROLLOUT,
                                    actor, role, acknowledgements, break_glass)
-        if passage["basis"] == PassageBasis.UNGATED:
-            # An ungated start records only the rollout's own event, as before gates existed.
-            self._save(rollout)
-        else:
-            release.record_gate_passage(passage, actor=actor, reason=reason, role=role)
-            self._save(rollout, release)
+        release.record_gate_passage(passage, actor=actor, reason=reason, role=role)
+        self._save(rollout, release)
         return _outcome(rollout)
 
     def advance_rollout(self, rollout_id: UUID, actor: str, reason: str,
@@ -487,12 +482,30 @@ class ControlPlane(Application[UUID]):
         """Decide a gated step for ``release`` against its task's current golden set: refused
         (ConflictError, nothing recorded) while a Block gate fails or is Inconclusive, or there
         is no bundle on the current version; Conditional failures need acknowledgements; an
-        admin's break-glass passes anyway. A task without a golden set passes *ungated*."""
+        admin's break-glass passes anyway. A task without a golden set is refused too, unless
+        an admin waived its gates (:meth:`waive_gates`)."""
         return gate_passage(
             release_id=release.display_id, step=step, golden=index.current_golden,
             bundles=release.gate_bundles, actor=actor, role=role,
             acknowledgements=acknowledgements, break_glass=break_glass,
-            policy=index.gate_thresholds or None)
+            policy=index.gate_thresholds or None, waiver=index.gate_waiver)
+
+    def waive_gates(self, task: str, actor: str, reason: str,
+                    role: str | None = None) -> Outcome:
+        """Declare ``task`` ungated (admins only; ``Task.GatesWaived``, with the reason): its
+        releases then pass gated steps without evidence, each passage naming the waiver. Opens
+        the task if it has no release yet, so a waiver can precede the first release."""
+        role = _caller_role(role)
+        try:
+            index = self.task(task)
+        except NotFoundError:
+            check_waiver_role(role)
+            index = Task.open(task, actor=actor, reason=reason)
+        if not index.waive_gates(actor=actor, reason=reason, role=role):
+            return _outcome(index, False, f"task {task}'s gates are already waived; "
+                                          "nothing recorded")
+        self._save(index)
+        return _outcome(index)
 
     def register_golden_set(self, task: str, name: str, content_hash: str, rows: int,
                             actor: str, reason: str, role: str,

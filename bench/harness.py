@@ -21,6 +21,7 @@ from relctl.domain.release import prompt_hash
 from relctl.infra.bootstrap import Runtime
 from relctl.infra.embedded import free_port, wait_or_kill
 
+from bench.builders import waive_gates
 from bench.common import wait_until
 
 SPEC: dict[str, Any] = {
@@ -155,6 +156,7 @@ def rollout_with_guard(runtime: Runtime, task: str, rules: list[dict[str, Any]],
                        shadow: bool = False, steps: list[Any] | None = None) -> str:
     app = runtime.app
     app.create_release(task, SPEC, "ops", "first release")
+    waive_gates(app, task)  # the guard, not the release gates, is what this measures
     app.promote_release(task, 1, "Stable", "ops", "regression ok")
     app.set_default_release(task, 1, "ops", "launch it")
     app.create_release(task, {**SPEC, "prompt_template": PROMPTS[2]}, "ops", "stricter")

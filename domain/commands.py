@@ -236,7 +236,13 @@ class RecordGateEvaluation(Body):
     evaluation: GateEvaluated
 
 
+class WaiveGates(Body):
+    """Declare a task ungated (admins only): its releases need no gate evidence, and every
+    passage they make names this waiver and its reason. A golden set registered later ends it."""
+
+
 COMMAND_BODIES.update({
     "promote_release": PromoteRelease, "start_rollout": StartRollout,
     "register_golden_set": RegisterGoldenSet, "record_gate_evaluation": RecordGateEvaluation,
+    "waive_gates": WaiveGates,
 })

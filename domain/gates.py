@@ -7,7 +7,9 @@ cases for a threshold is ``Inconclusive``, and Inconclusive is never Passed.
 
 Gate classes: ``Block`` refuses promotion while failing or inconclusive;
 ``Conditional`` needs an explicit acknowledgement with a reason; ``Signal`` is reported only.
-An admin break-glass override passes anything and is recorded with its reason.
+An admin break-glass override passes anything and is recorded with its reason. A task with no
+golden set has no evidence and is refused (see ``relctl.domain.gate_policy``) unless an admin
+waived its gates.
 """
 
 import math
@@ -19,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from relctl.domain.errors import ConflictError, ForbiddenError, ValidationError
+from relctl.domain.gate_policy import GateWaiver, how_to_gate
 from relctl.domain.golden import CategoryLabel, GoldenCall, GoldenSetRef
 from relctl.domain.guard_eval import COMPARE
 from relctl.domain.guards import Comparator, GateClass
@@ -731,7 +734,8 @@ class PassageBasis(StrEnum):
     GATES_PASSED = "gates_passed"
     ACKNOWLEDGED = "acknowledged"
     BREAK_GLASS = "break_glass"
-    UNGATED = "ungated"
+    WAIVED = "waived"  # the task's gates were waived by an admin (Task.GatesWaived)
+    UNGATED = "ungated"  # recorded before gates were required; no longer decided
 
 
 GATED_FROM_STAGE = "InternalTest"
@@ -774,14 +778,15 @@ def gate_passage(
     *, release_id: str, step: PromotionStep, golden: GoldenSetRef | None,
     bundles: Sequence[Mapping[str, Any]], actor: str, role: str,
     acknowledgements: Sequence[StepAcknowledgement] = (), break_glass: str | None = None,
-    policy: Sequence[Mapping[str, Any]] | None = None,
+    policy: Sequence[Mapping[str, Any]] | None = None, waiver: GateWaiver | None = None,
 ) -> dict[str, Any]:
     """Decide a gated step and return what ``Release.GatePassed`` records; raise if refused.
 
-    ``golden`` is the task's current golden set (its gate policy): None means the task is
-    ungated, and the passage says so. Otherwise :func:`decide_gate_passage` decides over the
-    release's recorded bundles. A refusal raises ``ConflictError`` (nothing is recorded); a
-    break-glass by anyone but an admin raises ``ForbiddenError``, gated task or not.
+    ``golden`` is the task's current golden set: with one, :func:`decide_gate_passage` decides
+    over the release's recorded bundles. Without one the step is refused, since evidence is the
+    price of production, unless the task's gates were waived (``waiver``, an admin's recorded
+    choice, named by the passage) or an admin breaks glass. A refusal raises ``ConflictError``
+    (nothing is recorded); a break-glass by anyone but an admin raises ``ForbiddenError``.
     """
     if break_glass is not None and role != BREAK_GLASS_ROLE:
         raise ForbiddenError(
@@ -790,10 +795,8 @@ def gate_passage(
                             "acknowledged": [], "break_glass": None, "overridden": [],
                             "signals": []}
     if golden is None:
-        if acknowledgements:
-            raise ValidationError("the task has no golden set registered (it is ungated): "
-                                  "there is no gate to acknowledge")
-        return {**base, "basis": PassageBasis.UNGATED.value}
+        return _passage_without_golden_set(base, release_id, step, actor, role,
+                                           acknowledgements, break_glass, waiver)
     events = [GateEvaluated.model_validate(b) for b in bundles]
     if policy is not None:
         # A bundle decided with other gates than the task's policy is stale, like one on an
@@ -824,3 +827,30 @@ def gate_passage(
                        if decision.break_glass else []),
         "signals": decision.signals,
     }
+
+
+def _passage_without_golden_set(
+    base: dict[str, Any], release_id: str, step: PromotionStep, actor: str, role: str,
+    acknowledgements: Sequence[StepAcknowledgement], break_glass: str | None,
+    waiver: GateWaiver | None,
+) -> dict[str, Any]:
+    """A task with no golden set: its waiver lets the step through, an admin's break-glass
+    does (overriding the missing evidence), anything else is refused with what to do."""
+    task, known, number = release_id.rpartition("@")
+    if not known:
+        task, number = "TASK", "N"
+    if acknowledgements:
+        raise ValidationError(f"task {task} has no golden set registered: there is no gate to "
+                              "acknowledge")
+    if waiver is not None:
+        if break_glass is not None:
+            raise ValidationError(f"task {task}'s gates are waived ({waiver.reason}): there is "
+                                  "nothing to break glass for")
+        return {**base, "basis": PassageBasis.WAIVED.value,
+                "waiver": waiver.model_dump(mode="json")}
+    if break_glass is None:
+        raise ConflictError(f"release {release_id} may not {step}: {how_to_gate(task, number)}")
+    glass = BreakGlass(actor=actor, role=role, reason=break_glass)
+    return {**base, "basis": PassageBasis.BREAK_GLASS.value,
+            "break_glass": glass.model_dump(mode="json"),
+            "overridden": [f"no golden set registered for task {task} (no evidence)"]}

@@ -11,6 +11,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 from relctl.domain.base import ControlAggregate, check_attribution
 from relctl.domain.errors import ConflictError, NotFoundError
+from relctl.domain.gate_policy import GatePolicy, GateWaiver, check_waiver_role
 from relctl.domain.golden import GoldenSetRef
 from relctl.domain.ids import check_key, task_id
 
@@ -113,7 +114,8 @@ class Task(ControlAggregate):
 
     @property
     def current_golden(self) -> GoldenSetRef | None:
-        """The golden set version gate bundles must be computed on; None: the task is ungated."""
+        """The golden set version gate bundles must be computed on; None: there is none (the
+        task's gated steps are refused unless an admin waived its gates: ``gate_policy``)."""
         golden = getattr(self, "golden_set", None)
         return GoldenSetRef.model_validate(golden) if golden else None
 
@@ -161,11 +163,51 @@ class Task(ControlAggregate):
             versions.append(content_hash)
         self.golden_set = {"name": name, "version": version, "content_hash": content_hash}
         self._gate_thresholds = list(thresholds)
+        # evidence binds again: a registered golden set ends a waiver
+        self._gate_waiver: dict[str, str] | None = None
+
+    # ---- waiver (an admin declares the task ungated) ----------------------------------------
+
+    @property
+    def gate_waiver(self) -> GateWaiver | None:
+        """The admin's recorded choice that this task needs no evidence; None when gates bind
+        (a golden set registered after a waiver ends it)."""
+        waiver = getattr(self, "_gate_waiver", None)
+        return GateWaiver.model_validate(waiver) if waiver else None
+
+    @property
+    def gate_policy(self) -> GatePolicy:
+        if self.current_golden is not None:
+            return GatePolicy.GOLDEN_SET
+        return GatePolicy.WAIVED if self.gate_waiver is not None else GatePolicy.REQUIRED
+
+    def waive_gates(self, actor: str, reason: str, role: str) -> bool:
+        """Declare this task ungated: its releases pass InternalTest and start rollouts
+        without evidence, each passage naming this waiver. Admins only; refused once the task
+        has a golden set (its gates bind); waiving again records nothing (returns False)."""
+        check_attribution(actor, reason)
+        check_waiver_role(role)
+        golden = self.current_golden
+        if golden is not None:
+            raise ConflictError(
+                f"task {self.key} has golden set {golden.name} v{golden.version} registered: "
+                "its gates bind and cannot be waived")
+        if self.gate_waiver is not None:
+            return False
+        self._gates_waived(actor=actor, reason=reason, role=role)
+        return True
+
+    @event("GatesWaived")
+    def _gates_waived(self, actor: str, reason: str, role: str) -> None:
+        self._gate_waiver = {"actor": actor, "role": role, "reason": reason}
 
     def summary(self) -> dict[str, Any]:
+        waiver = self.gate_waiver
         return {
             "id": str(self.id), "kind": self.kind, "key": self.key, "releases": self.releases,
             "golden_set": getattr(self, "golden_set", None),
+            "gate_policy": self.gate_policy.value,
+            "gate_waiver": waiver.model_dump(mode="json") if waiver else None,
             "default_release": self.default_release,
             "active_rollout": str(self.active_rollout) if self.active_rollout else None,
             "rollouts": [str(r) for r in self.rollouts], "aggregate_version": self.version,

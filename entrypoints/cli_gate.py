@@ -1,7 +1,7 @@
 """``relctl gate``: golden sets, gate runs, reports and the promotion decision.
 
 Through the control plane (the authority): ``golden register --task`` records
-``Task.GoldenSetRegistered`` via the API (the task is gated from then on); ``run --task T
+``Task.GoldenSetRegistered`` via the API (its bundles decide from then on); ``run --task T
 --release N`` reads the release and the task's current golden set from the API, runs both arms
 against an OpenAI-compatible endpoint (``RELCTL_LLM_*`` or ``--endpoint FILE``), writes the
 reports under the local data directory and records ``Release.GateEvaluated`` via the API;
@@ -38,6 +38,7 @@ from relctl.domain.errors import (
     RelctlError,
     ValidationError,
 )
+from relctl.domain.gate_policy import GatePolicy, how_to_gate
 from relctl.domain.gates import (
     Acknowledgement,
     Arm,
@@ -236,22 +237,8 @@ def run(
     config = EndpointConfig.from_file(endpoint) if endpoint else EndpointConfig.from_env()
     if concurrency:
         config = config.model_copy(update={"concurrency": concurrency})
-    runs = settings.data_dir / "gates" / "runs" / f"{arms[0].release_id}-vs-" \
-        f"{arms[1].release_id}-{ref.content_hash.removeprefix('sha256:')[:12]}"
-    runner = GateRunner(config)
-    redacted = runner.redact_all(calls)  # once for both arms, before anything is sent
-    traces = [asyncio.run(runner.run(arm, calls, runs / f"{arm.arm}.jsonl", progress=progress,
-                                     redacted=redacted))
-              for arm in arms]
-    bundle = build_bundle(
-        bundle_id=bundle_id or f"gb-{uuid.uuid4().hex[:12]}", task_id=task, golden_set=ref,
-        calls=calls, candidate=traces[0], baseline=traces[1], thresholds=gates,
-        evaluated_at=datetime.now(UTC))
-    report, digest = write_reports(bundle, settings.data_dir)
-    event = GateEvaluated.from_bundle(
-        bundle, report_path=str(report.relative_to(settings.data_dir)), report_hash=digest,
-        evaluated_by=actor, runner=runner_configuration(config, arms))
-    (report.parent / "gate-evaluated.json").write_text(event.model_dump_json(indent=2), "utf-8")
+    bundle, event, report = evaluate(task, ref, calls, arms, gates, config, settings.data_dir,
+                                     bundle_id=bundle_id, actor=actor, progress=progress)
     if client is not None and release is not None:
         client.call("POST", f"/v1/releases/{task}/{release}/gate-evaluations",
                     {"reason": reason, "evaluation": event.model_dump(mode="json")})
@@ -262,6 +249,44 @@ def run(
     _show_bundle(bundle)
     console.print(f"reports: {report.parent}/report.md, report.html, bundle.json")
     console.print(f"event payload: {report.parent}/gate-evaluated.json")
+
+
+def evaluate(task: str, ref: GoldenSetRef, calls: list[Any], arms: list[ReleaseUnderTest],
+             gates: list[GateThreshold], config: EndpointConfig, data_dir: Path, *,
+             bundle_id: str | None = None, actor: str = "cli", progress: bool = False,
+             ) -> tuple[GateBundle, GateEvaluated, Path]:
+    """Run both arms (candidate first) over the golden set, build the bundle, write the
+    reports under ``data_dir``: (bundle, the ``GateEvaluated`` payload, report path)."""
+    runs = data_dir / "gates" / "runs" / f"{arms[0].release_id}-vs-" \
+        f"{arms[1].release_id}-{ref.content_hash.removeprefix('sha256:')[:12]}"
+    runner = GateRunner(config)
+    redacted = runner.redact_all(calls)  # once for both arms, before anything is sent
+    traces = [asyncio.run(runner.run(arm, calls, runs / f"{arm.arm}.jsonl", progress=progress,
+                                     redacted=redacted))
+              for arm in arms]
+    bundle = build_bundle(
+        bundle_id=bundle_id or f"gb-{uuid.uuid4().hex[:12]}", task_id=task, golden_set=ref,
+        calls=calls, candidate=traces[0], baseline=traces[1], thresholds=gates,
+        evaluated_at=datetime.now(UTC))
+    report, digest = write_reports(bundle, data_dir)
+    event = GateEvaluated.from_bundle(
+        bundle, report_path=str(report.relative_to(data_dir)), report_hash=digest,
+        evaluated_by=actor, runner=runner_configuration(config, arms))
+    (report.parent / "gate-evaluated.json").write_text(event.model_dump_json(indent=2), "utf-8")
+    return bundle, event, report
+
+
+def record_gate_run(client: Any, task: str, release: int, config: EndpointConfig,
+                    data_dir: Path, *, baseline_release: int | None = None,
+                    reason: str = "gate run") -> GateEvaluated:
+    """``relctl gate run --task T --release N`` as a function (the demo uses it): inputs from
+    the API, both arms run against ``config``'s endpoint, the bundle recorded on the release."""
+    ref, calls, arms, policy = _recorded_inputs(client, task, release, baseline_release)
+    gates = [GateThreshold.model_validate(g) for g in policy]
+    _, event, _ = evaluate(task, ref, calls, arms, gates, config, data_dir)
+    client.call("POST", f"/v1/releases/{task}/{release}/gate-evaluations",
+                {"reason": reason, "evaluation": event.model_dump(mode="json")})
+    return event
 
 
 def runner_configuration(config: EndpointConfig, arms: list[ReleaseUnderTest]) -> dict[str, Any]:
@@ -344,9 +369,7 @@ def show_gates(
         _print_json(result)
         return
     golden = result["golden_set"]
-    console.print(f"{result['release']} ({result['stage']}): " + (
-        f"gated by golden set {golden['name']} v{golden['version']} "
-        f"({golden['content_hash'][:19]})" if golden else "ungated (no golden set registered)"))
+    console.print(f"{result['release']} ({result['stage']}): {_policy_line(result)}")
     for bundle in result["bundles"]:
         event = GateEvaluated.model_validate(bundle)
         stale = golden is None or event.golden_set.content_hash != golden["content_hash"]
@@ -362,6 +385,45 @@ def show_gates(
     if decision is not None:
         verdict = "allowed" if decision["allowed"] else "refused"
         console.print(f"promotion past InternalTest now: {verdict}: {decision['message']}")
+    elif result.get("gate_policy") == GatePolicy.REQUIRED:
+        console.print("promotion past InternalTest now: refused: "
+                      + how_to_gate(task, release))
+
+
+def _policy_line(result: dict[str, Any]) -> str:
+    """How the task's gated steps are decided, in words: golden set, waiver, or neither."""
+    golden, waiver = result["golden_set"], result.get("waiver")
+    if golden:
+        return (f"gated by golden set {golden['name']} v{golden['version']} "
+                f"({golden['content_hash'][:19]})")
+    if waiver:
+        return (f"ungated: gates waived by {waiver['actor']} ({waiver['role']}): "
+                f"{waiver['reason']}")
+    return "gated, but no golden set registered: gated steps are refused"
+
+
+@gate_app.command("waive")
+@_errors
+def waive(
+    task: Annotated[str, typer.Option("--task", help="task to declare ungated")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="why it needs no evidence")],
+    output: Output = "text",
+) -> None:
+    """Admins only: declare TASK ungated (records Task.GatesWaived with the reason). Its
+    releases then pass InternalTest and start rollouts without evidence, each passage naming
+    this waiver; registering a golden set later ends it."""
+    result = Client().call("POST", f"/v1/tasks/{task}/gate-waiver", {"reason": reason})
+    summary = result["aggregate"]
+    payload = {"task": summary["key"], "gate_policy": summary["gate_policy"],
+               "waiver": summary["gate_waiver"], "changed": result["changed"],
+               "note": result.get("note")}
+    if output == "json":
+        _print_json(payload)
+        return
+    waiver = summary["gate_waiver"]
+    console.print(f"{'recorded' if result['changed'] else 'unchanged'}: task {summary['key']} "
+                  f"is ungated: gates waived by {waiver['actor']} ({waiver['role']}): "
+                  f"{waiver['reason']}")
 
 
 @gate_app.command("report")

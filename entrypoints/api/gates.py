@@ -1,10 +1,11 @@
 """Release gates over HTTP: golden sets registered per task, gate bundles recorded per release.
 
 Registering a golden set stores its rows content-addressed under the API's data directory and
-records ``Task.GoldenSetRegistered``: from then on the task is gated (promotion past
-InternalTest and rollout start consult its bundles). ``relctl gate run`` computes a bundle on
-the operator's machine and records it here as ``Release.GateEvaluated``; both need an operator
-or admin token, and the event records the token's actor and role.
+records ``Task.GoldenSetRegistered``: promotion past InternalTest and rollout start then consult
+its bundles (before that they are refused, unless an admin waived the task's gates: POST
+``/v1/tasks/{task}/gate-waiver``). ``relctl gate run`` computes a bundle on the operator's
+machine and records it here as ``Release.GateEvaluated``; both need an operator or admin token,
+and the event records the token's actor and role.
 """
 
 from collections.abc import Callable
@@ -14,7 +15,8 @@ from fastapi import APIRouter, Path, Query
 from relctl.adapters.golden_store import GoldenStore
 from relctl.adapters.postgres import Principal
 from relctl.domain import errors
-from relctl.domain.commands import RecordGateEvaluation, RegisterGoldenSet
+from relctl.domain.commands import RecordGateEvaluation, RegisterGoldenSet, WaiveGates
+from relctl.domain.gate_policy import GatePolicy
 from relctl.domain.gates import GateEvaluated, PromotionStep, decide_gate_passage, uses_policy
 from relctl.domain.ids import release_id
 from relctl.entrypoints.api.auth import READERS, WRITERS, Authenticator
@@ -50,12 +52,23 @@ def gates_router(runtime: Runtime, auth: Authenticator,
             task, body.name, digest, len(body.rows), who.actor, body.reason, who.role,
             body.thresholds), on_change)
 
+    @router.post("/v1/tasks/{task}/gate-waiver", response_model=Outcome,
+                 responses=COMMAND_ERRORS)
+    def waive_gates(task: TaskKey, body: WaiveGates, who: Principal = writer) -> Any:
+        """Declare the task ungated (admins only; an operator gets 403): records
+        ``Task.GatesWaived`` with the reason, which every passage it allows then names."""
+        return run("waive_gates", lambda: app.waive_gates(task, who.actor, body.reason,
+                                                          who.role), on_change)
+
     @router.get("/v1/tasks/{task}/golden-sets/current", responses=READ_ERRORS)
     def golden_sets(task: TaskKey, _: Principal = reader) -> dict[str, Any]:
-        """The task's current golden set (None: ungated), its gates (the policy bundles must
-        use) and every registered version."""
+        """The task's current golden set (None: none registered), its gates (the policy
+        bundles must use), every registered version, and its gate policy and waiver."""
         index = app.task(task)
+        waiver = index.gate_waiver
         return {"task": task, "current": index.summary()["golden_set"],
+                "gate_policy": index.gate_policy.value,
+                "waiver": waiver.model_dump(mode="json") if waiver else None,
                 "thresholds": index.gate_thresholds,
                 "versions": getattr(index, "golden_versions", {})}
 
@@ -85,7 +98,9 @@ def gates_router(runtime: Runtime, auth: Authenticator,
         """Every recorded bundle (full payload, oldest first), the task's current golden set,
         and what promotion past InternalTest would decide now without acknowledgements."""
         release = app.release(task, number)
-        current = app.task(task).current_golden
+        index = app.task(task)
+        current = index.current_golden
+        waiver = index.gate_waiver
         bundles = [dict(event.evidence) for event in app.history(release_id(task, number))
                    if type(event).__name__ == GATE_EVALUATED]
         decision = None
@@ -98,6 +113,9 @@ def gates_router(runtime: Runtime, auth: Authenticator,
                 current_golden=current).model_dump(mode="json")
         return {"release": release.display_id, "stage": release.stage,
                 "golden_set": current.model_dump(mode="json") if current else None,
-                "gated": current is not None, "bundles": bundles, "decision": decision}
+                "gated": index.gate_policy is not GatePolicy.WAIVED,
+                "gate_policy": index.gate_policy.value,
+                "waiver": waiver.model_dump(mode="json") if waiver else None,
+                "bundles": bundles, "decision": decision}
 
     return router

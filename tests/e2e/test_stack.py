@@ -37,6 +37,8 @@ def test_operator_scenario_over_the_cli_then_clean_stop_and_restart(
         return payload
 
     cli_ok("release", "create", "csat", "-f", str(spec_file), "-r", "first prompt")
+    assert cli_ok("gate", "waive", "--task", "csat", "-r", "the stack, not the gates")[
+        "gate_policy"] == "waived"
     cli_ok("release", "promote", "csat", "1", "Stable", "-r", "regression passed")
     cli_ok("release", "set-default", "csat", "1", "-r", "launch")
     cli_ok("release", "create", "csat", "-f", str(spec2), "-r", "stricter")

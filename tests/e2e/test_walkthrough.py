@@ -91,5 +91,8 @@ def test_the_demo_is_rolled_back_by_the_guard_on_its_own(stack: Stack) -> None:
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
     assert "rolled back automatically by relctl-guard" in text, done.stdout
+    # v2 passed its gates on real evidence: a bundle run through the local model server
+    assert "through the local model server: bundle gb-" in text, done.stdout
+    assert "category-agreement Block Passed" in text, done.stdout
     assert "a second rollback changes nothing: changed=False" in text
     assert stack.down() == 0

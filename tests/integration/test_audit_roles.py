@@ -35,6 +35,7 @@ def test_audit_rows_show_the_role_of_operator_admin_and_guard(stack: ReadStack) 
     with stack.client() as admin, stack.client(operator) as ops:
         created = admin.post("/v1/releases", json={"task": "csat", "spec": SPEC, **reason})
         assert created.status_code == 201, created.text
+        assert admin.post("/v1/tasks/csat/gate-waiver", json=reason).status_code == 200
         assert admin.post("/v1/releases/csat/1/promote",
                           json={"stage": "Stable", **reason}).status_code == 200
         assert ops.post("/v1/tenants", json={"key": "acme", **reason}).status_code == 201

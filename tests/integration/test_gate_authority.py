@@ -36,10 +36,12 @@ def model() -> Iterator[tuple[str, ModelServerState]]:
 
 
 class Gated:
-    """A task csat with v1 (Stable, default) and v2 (InternalTest), as an operator sees it."""
+    """A task csat with v1 (Stable, default; promoted under an admin's waiver, before csat had
+    a golden set) and v2 (InternalTest), as an operator sees it. ``waive=False``: v1 and v2 stay
+    InternalTest and csat has neither a golden set nor a waiver."""
 
     def __init__(self, server: Server, model_url: str, tmp_path: Path,
-                 monkeypatch: pytest.MonkeyPatch) -> None:
+                 monkeypatch: pytest.MonkeyPatch, waive: bool = True) -> None:
         self.server = server
         self.tmp = tmp_path
         self.operator = server.client(server.token("olga", "operator"))
@@ -55,9 +57,13 @@ class Gated:
             spec.pop("blueprint_version_id", None)  # no blueprint in this control plane
             ok(self.operator.post("/v1/releases", json={"task": "csat", "spec": spec,
                                                         "reason": f"the {name}"}))
-        ok(self.operator.post("/v1/releases/csat/1/promote",
-                              json={"stage": "Stable", "reason": "before gates existed"}))
-        ok(self.operator.post("/v1/tasks/csat/default", json={"release": 1, "reason": "launch"}))
+        if waive:  # v1 went to production before csat had evidence; a golden set ends it
+            ok(self.admin.post("/v1/tasks/csat/gate-waiver",
+                               json={"reason": "launched before gates existed"}))
+            ok(self.operator.post("/v1/releases/csat/1/promote",
+                                  json={"stage": "Stable", "reason": "before gates existed"}))
+            ok(self.operator.post("/v1/tasks/csat/default",
+                                  json={"release": 1, "reason": "launch"}))
         ok(self.operator.post("/v1/releases/csat/2/promote",
                               json={"stage": "InternalTest", "reason": "evaluate it"}))
 
@@ -103,12 +109,73 @@ def gated(server: Server, model: tuple[str, ModelServerState], tmp_path: Path,
     return Gated(server, model[0], tmp_path, monkeypatch)
 
 
-def test_a_task_without_a_golden_set_passes_ungated_and_the_event_says_so(gated: Gated):
-    assert gated.promote(gated.operator).status_code == 200
-    passed = gated.events("gate_passed")
+@pytest.fixture
+def required(server: Server, model: tuple[str, ModelServerState], tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Gated:
+    return Gated(server, model[0], tmp_path, monkeypatch, waive=False)
+
+
+def test_a_task_without_a_golden_set_is_refused_and_nothing_is_recorded(required: Gated):
+    before = required.release()
+    refused = required.promote(required.operator)
+    assert refused.status_code == 409
+    message = refused.json()["error"]["message"]
+    assert "no golden set registered" in message
+    assert "relctl gate golden register" in message and "relctl gate run" in message
+    assert required.release() == before and required.events("gate_passed") == []
+    shown = ok(required.operator.get("/v1/releases/csat/2/gates"))
+    assert (shown["gated"], shown["gate_policy"], shown["waiver"]) == (True, "required", None)
+    text = required.cli("show", "--task", "csat", "--release", "2")
+    assert text.exit_code == 0, text.output
+    assert "no golden set registered" in text.stdout and "refused" in text.stdout
+
+
+def test_an_operator_may_not_waive_the_gates_an_admin_may_and_it_is_recorded(
+        required: Gated, runtime: Runtime):
+    task_before = ok(required.operator.get("/v1/tasks/csat"))
+    forbidden = required.operator.post("/v1/tasks/csat/gate-waiver",
+                                       json={"reason": "no customers yet"})
+    assert forbidden.status_code == 403
+    assert ok(required.operator.get("/v1/tasks/csat")) == task_before
+    assert required.promote(required.operator).status_code == 409
+
+    waived = ok(required.admin.post("/v1/tasks/csat/gate-waiver",
+                                    json={"reason": "internal tool, no customers"}))
+    assert waived["aggregate"]["gate_policy"] == "waived"
+    assert ok(required.promote(required.operator))["aggregate"]["stage"] == "Beta"
+    passed = required.events("gate_passed")
     assert [(p["step"], p["basis"], p["actor"]) for p in passed] == [
-        ("pass_internal_test", "ungated", "olga")]
-    assert ok(gated.operator.get("/v1/releases/csat/2/gates"))["gated"] is False
+        ("pass_internal_test", "waived", "olga")]
+    waiver = {"actor": "ana", "role": "admin", "reason": "internal tool, no customers"}
+    assert passed[0]["evidence"]["waiver"] == waiver
+    shown = required.cli("show", "--task", "csat", "--release", "2")
+    assert "gates waived by ana (admin): internal tool, no customers" in shown.stdout
+
+    settings = runtime.settings
+    assert settings.database_url
+    with ProjectorSet(runtime.app, settings.database_url, settings.database_schema) as views:
+        views.catch_up()
+    rows = [json.loads(r["content"]) for r in runtime.db.execute(
+        "SELECT content FROM relctl_rm_audit WHERE event LIKE %s OR event LIKE %s ORDER BY seq",
+        ("%GatesWaived", "%GatePassed"))]
+    assert [(r["event"].rsplit(".", 1)[-1], r["actor"], r["reason"]) for r in rows] == [
+        ("GatesWaived", "ana", "internal tool, no customers"),
+        ("GatePassed", "olga", "ship to beta")]
+
+
+def test_an_admin_breaks_glass_on_a_task_without_a_golden_set_and_it_is_audited(
+        required: Gated):
+    assert required.promote(required.operator, break_glass="incident 9").status_code == 403
+    assert required.events("gate_passed") == []
+    assert ok(required.promote(required.admin, break_glass="incident 9, CTO approved"))[
+        "aggregate"]["stage"] == "Beta"
+    passed = required.events("gate_passed")
+    assert [(p["basis"], p["actor"], p["role"]) for p in passed] == [
+        ("break_glass", "ana", "admin")]
+    assert passed[0]["evidence"]["break_glass"] == {
+        "actor": "ana", "role": "admin", "reason": "incident 9, CTO approved"}
+    assert passed[0]["evidence"]["overridden"] == [
+        "no golden set registered for task csat (no evidence)"]
 
 
 def test_a_failing_block_gate_refuses_promotion_and_rollout_start_until_an_admin_breaks_glass(
@@ -176,7 +243,7 @@ def test_a_failing_block_gate_refuses_promotion_and_rollout_start_until_an_admin
     rows = [json.loads(r["content"]) for r in runtime.db.execute(
         "SELECT content FROM relctl_rm_audit WHERE event LIKE %s ORDER BY seq",
         ("%GatePassed",))]
-    # v1 was promoted to Stable before csat had a golden set: that passage says "ungated"
+    # v1 was promoted to Stable under the waiver, before csat had a golden set
     assert [(r["aggregate_id"], r["actor"], r["evidence"]["break_glass"]) for r in rows] == [
         (str(release_id("csat", 1)), "olga", None),
         (str(release_id("csat", 2)), "ana",

@@ -8,6 +8,7 @@ import pytest
 from relctl.infra.bootstrap import Runtime
 from relctl.streams.app import GUARD_TICK_ENV
 
+from bench.builders import waive_gates
 from tests.conftest import wait_until
 from tests.integration.conftest import SPEC
 from tests.integration.guard_helpers import (
@@ -36,6 +37,7 @@ def test_evaluations_that_beat_the_rollout_start_are_judged_when_it_is_learned(
 ) -> None:
     app = runtime.app
     app.create_release("hook", SPEC, "ops", "first release")
+    waive_gates(app, "hook")
     app.promote_release("hook", 1, "Stable", "ops", "regression ok")
     app.set_default_release("hook", 1, "ops", "launch it")
     app.create_release("hook", {**SPEC, "prompt_template": PROMPTS[2]}, "ops", "stricter")

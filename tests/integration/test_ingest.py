@@ -27,6 +27,8 @@ def ready(server: Server, settings: Settings) -> Server:
         created = api.post("/v1/releases", json={"task": "csat", "spec": SPEC,
                                                  "reason": "first prompt"})
         assert created.status_code == 201, created.text
+        waived = api.post("/v1/tasks/csat/gate-waiver", json={"reason": "ingest, not gates"})
+        assert waived.status_code == 200, waived.text
         promoted = api.post("/v1/releases/csat/1/promote",
                             json={"stage": "Stable", "reason": "regression suite ok"})
         assert promoted.status_code == 200, promoted.text

@@ -11,6 +11,7 @@ from relctl.entrypoints.cli import app as cli
 from relctl.infra.bootstrap import Runtime
 from typer.testing import CliRunner
 
+from bench.builders import waive_gates
 from tests.integration.read_more_support import ReadStack, read_stack
 from tests.integration.read_support import SPEC, WHO
 
@@ -29,6 +30,7 @@ def stack(runtime: Runtime) -> Iterator[ReadStack]:
 def _history(runtime: Runtime) -> str:
     app = runtime.app
     app.create_release("csat", SPEC, actor="alice", reason="first scoring prompt")
+    waive_gates(app, "csat")
     app.promote_release("csat", 1, "Stable", **WHO)
     app.set_default_release("csat", 1, **WHO)
     app.create_release("csat", {**SPEC, "prompt_template": "Score the call, carefully.",

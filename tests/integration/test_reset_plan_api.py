@@ -8,6 +8,7 @@ from relctl.entrypoints.cli import app as cli
 from relctl.infra.bootstrap import Runtime
 from typer.testing import CliRunner
 
+from bench.builders import waive_gates
 from tests.integration.conftest import Server
 from tests.integration.read_support import SPEC, WHO
 
@@ -18,6 +19,8 @@ def _seed(runtime: Runtime) -> None:
     app = runtime.app
     for n in (1, 2):
         app.create_release("csat", {**SPEC, "seed": n}, **WHO)
+        if n == 1:
+            waive_gates(app, "csat")
         app.promote_release("csat", n, "Stable", **WHO)
     app.set_default_release("csat", 2, **WHO)
     app.register_tenant("acme", "Acme", "general", **WHO)

@@ -12,11 +12,21 @@ from uuid import UUID
 from relctl.application.service import ControlPlane
 from relctl.domain.resolution import ControlView
 
-from bench.builders import ACTOR, REASON, SCHEMA, TASK, new_app, released_task, spec
+from bench.builders import (
+    ACTOR,
+    REASON,
+    SCHEMA,
+    TASK,
+    new_app,
+    released_task,
+    spec,
+    waive_gates,
+)
 
 # Re-exported: the unit tests import these from here (they live in bench.builders).
 __all__ = ["ACTOR", "BAD_ATTRIBUTIONS", "OTHER", "REASON", "SCHEMA", "TASK", "fold", "new_app",
-           "notification_count", "released_task", "rollout_id", "spec", "stages", "stored_events"]
+           "notification_count", "released_task", "rollout_id", "spec", "stages", "stored_events",
+           "waive_gates"]
 
 OTHER = "bob"
 

@@ -6,6 +6,7 @@ from uuid import UUID
 
 import pytest
 from relctl.domain.errors import ConflictError, ForbiddenError, ValidationError
+from relctl.domain.gate_policy import GatePolicy, GateWaiver
 from relctl.domain.gates import (
     GateEvaluated,
     PassageBasis,
@@ -19,7 +20,7 @@ from relctl.domain.gates import (
 from relctl.domain.release import STAGES
 from relctl.domain.task import Task
 
-from tests.unit.support import ACTOR, REASON, new_app, notification_count, spec
+from tests.unit.support import ACTOR, REASON, new_app, notification_count, spec, waive_gates
 from tests.unit.test_gates import INC, B, C, F, P, S, evaluated, ref
 
 HASH_2 = "sha256:" + "2" * 64
@@ -90,15 +91,49 @@ def test_break_glass_is_for_admins_and_lists_what_it_overrode() -> None:
                    break_glass="just in case")["basis"] == PassageBasis.GATES_PASSED
 
 
-def test_an_ungated_task_passes_ungated_but_break_glass_is_still_for_admins() -> None:
-    args: dict[str, Any] = {"release_id": "rel-1", "step": PromotionStep.START_ROLLOUT,
+def test_a_task_without_a_golden_set_is_refused_unless_waived_or_broken_glass() -> None:
+    args: dict[str, Any] = {"release_id": "csat@2", "step": PromotionStep.START_ROLLOUT,
                             "golden": None, "bundles": [], "actor": "olga"}
-    assert gate_passage(**args, role="operator")["basis"] == PassageBasis.UNGATED
+    with pytest.raises(ConflictError, match=r"no golden set registered.*relctl gate golden "
+                                            r"register.*relctl gate run --task csat --release 2"):
+        gate_passage(**args, role="operator")
     with pytest.raises(ForbiddenError):
         gate_passage(**args, role="operator", break_glass="why not")
-    with pytest.raises(ValidationError, match="ungated"):
+    with pytest.raises(ValidationError, match="no gate to acknowledge"):
         gate_passage(**args, role="operator",
                      acknowledgements=[StepAcknowledgement(gate="cost", reason="fine")])
+    glass = gate_passage(**{**args, "actor": "ana"}, role="admin", break_glass="incident 9")
+    assert glass["basis"] == PassageBasis.BREAK_GLASS
+    assert glass["break_glass"] == {"actor": "ana", "role": "admin", "reason": "incident 9"}
+    assert glass["overridden"] == ["no golden set registered for task csat (no evidence)"]
+
+
+def test_a_waived_task_passes_and_the_passage_names_the_waiver() -> None:
+    waiver = GateWaiver(actor="ana", role="admin", reason="internal tool, no customers")
+    args: dict[str, Any] = {"release_id": "csat@2", "step": PromotionStep.PASS_INTERNAL_TEST,
+                            "golden": None, "bundles": [], "actor": "olga", "waiver": waiver}
+    recorded = gate_passage(**args, role="operator")
+    assert recorded["basis"] == PassageBasis.WAIVED
+    assert recorded["waiver"] == waiver.model_dump(mode="json")
+    with pytest.raises(ValidationError, match="waived"):
+        gate_passage(**args, role="admin", break_glass="no need")
+
+
+def test_only_an_admin_waives_a_task_and_a_golden_set_ends_the_waiver() -> None:
+    task = Task.open("csat", ACTOR, REASON)
+    assert task.gate_policy is GatePolicy.REQUIRED and task.gate_waiver is None
+    with pytest.raises(ForbiddenError, match="admin"):
+        task.waive_gates("olga", "no customers yet", "operator")
+    assert task.waive_gates("ana", "no customers yet", "admin") is True
+    assert task.gate_policy is GatePolicy.WAIVED
+    assert task.waive_gates("ana", "again", "admin") is False
+    task.register_golden_set("csat", HASH_2, 9, ACTOR, REASON, "operator",
+                             policy_gates(default_thresholds()))
+    assert task.gate_policy is GatePolicy.GOLDEN_SET and task.gate_waiver is None
+    with pytest.raises(ConflictError, match="cannot be waived"):
+        task.waive_gates("ana", "changed my mind", "admin")
+    names = [type(e).__name__ for e in task.collect_events()]
+    assert names == ["Opened", "GatesWaived", "GoldenSetRegistered"]
 
 
 def test_golden_set_versions_on_the_task() -> None:
@@ -130,6 +165,7 @@ def gated_app(outcomes: dict | None = None) -> Any:
     """csat v1 Stable (default), v2 InternalTest; a golden set and (optionally) a bundle."""
     app = new_app()
     app.create_release("csat", spec(), ACTOR, REASON)
+    waive_gates(app, "csat")  # v1 went Stable before csat had evidence; the golden set ends it
     app.promote_release("csat", 1, "Stable", ACTOR, REASON)
     app.set_default_release("csat", 1, ACTOR, REASON)
     app.create_release("csat", spec(prompt_template="v2"), ACTOR, REASON)
@@ -225,3 +261,44 @@ def test_a_bundle_decided_with_other_gates_than_the_policy_does_not_count() -> N
     other = policy_gates([r.gate for r in evaluated({"acc": (B, P), "cost": (C, P)}).results])
     with pytest.raises(ConflictError, match="no gate bundle"):
         passage([bundle], policy=other)
+
+
+def test_the_application_refuses_an_ungated_step_records_nothing_and_waives_for_admins() -> None:
+    app = new_app()
+    app.create_release("csat", spec(), ACTOR, REASON)
+    app.promote_release("csat", 1, "InternalTest", ACTOR, REASON)  # not a gated step
+    before = notification_count(app)
+    with pytest.raises(ConflictError, match="no golden set registered"):
+        app.promote_release("csat", 1, "Stable", ACTOR, REASON)
+    with pytest.raises(ConflictError, match="is gated"):
+        app.set_default_release("csat", 1, ACTOR, REASON)
+    with pytest.raises(ForbiddenError, match="admin"):
+        app.waive_gates("csat", "olga", "no customers yet", role="operator")
+    assert notification_count(app) == before
+    assert app.task("csat").gate_policy is GatePolicy.REQUIRED
+
+    assert app.waive_gates("csat", "ana", "no customers yet", role="admin")["changed"] is True
+    assert app.waive_gates("csat", "ana", "twice", role="admin")["changed"] is False
+    app.promote_release("csat", 1, "Stable", ACTOR, REASON)
+    passed = app.history(app.release("csat", 1).id)[-1]
+    assert (type(passed).__name__, passed.basis) == ("GatePassed", "waived")
+    assert passed.evidence["waiver"] == {"actor": "ana", "role": "admin",
+                                         "reason": "no customers yet"}
+    waived = app.history(app.task("csat").id)[-1]
+    assert (type(waived).__name__, waived.actor, waived.role) == ("GatesWaived", "ana", "admin")
+
+
+def test_an_admin_breaks_glass_on_a_task_without_a_golden_set_and_it_is_recorded() -> None:
+    app = new_app()
+    app.create_release("csat", spec(), ACTOR, REASON)
+    before = notification_count(app)
+    with pytest.raises(ForbiddenError):
+        app.promote_release("csat", 1, "Beta", ACTOR, REASON, break_glass="incident 7")
+    assert notification_count(app) == before
+    app.promote_release("csat", 1, "Beta", "ana", REASON, role="admin", break_glass="incident 7")
+    passed = app.history(app.release("csat", 1).id)[-1]
+    assert (passed.basis, passed.role) == ("break_glass", "admin")
+    assert passed.evidence["break_glass"] == {"actor": "ana", "role": "admin",
+                                              "reason": "incident 7"}
+    assert passed.evidence["overridden"] == [
+        "no golden set registered for task csat (no evidence)"]
