@@ -123,6 +123,7 @@ def start_guarded_rollout(port: int, data_dir: Path) -> None:
             assert response.status_code < 300, response.text
             return dict(response.json())
         ok(api.post("/v1/releases", json={"task": "idle", "spec": spec, "reason": "v1 ok"}))
+        ok(api.post("/v1/tasks/idle/gate-waiver", json={"reason": "idle CPU, not gates"}))
         ok(api.post("/v1/releases/idle/1/promote", json={"stage": "Stable", "reason": "ok go"}))
         ok(api.post("/v1/tasks/idle/default", json={"release": 1, "reason": "launch"}))
         ok(api.post("/v1/releases", json={"task": "idle", "reason": "v2 ok",
