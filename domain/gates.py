@@ -74,7 +74,7 @@ def holds(comparator: Comparator, value: float, threshold: float) -> bool:
     return COMPARE[comparator](value, threshold)
 
 
-Fraction = Annotated[float, Field(ge=0, le=1)]
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1)]
 
 
 class GateThreshold(BaseModel):
@@ -91,9 +91,9 @@ class GateThreshold(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     metric: GateMetric
     comparator: Comparator
-    threshold: float = Field(allow_inf_nan=False)
+    threshold: float = Field(strict=True, allow_inf_nan=False)
     gate_class: GateClass
-    min_samples: int | None = Field(default=None, ge=1, le=10**9)
+    min_samples: int | None = Field(strict=True, default=None, ge=1, le=10**9)
 
     @model_validator(mode="after")
     def _release_gate_class(self) -> "GateThreshold":
@@ -161,8 +161,8 @@ class ModelPricing(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_per_million: float = Field(ge=0, allow_inf_nan=False)
-    output_per_million: float = Field(ge=0, allow_inf_nan=False)
+    input_per_million: float = Field(strict=True, ge=0, allow_inf_nan=False)
+    output_per_million: float = Field(strict=True, ge=0, allow_inf_nan=False)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_per_million
@@ -174,7 +174,7 @@ class Scorecard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    total_score: float = Field(ge=0, le=100)
+    total_score: float = Field(strict=True, ge=0, le=100)
     categories: dict[str, CategoryLabel]
     critical_detections: list[str] = Field(default_factory=list)
 
@@ -221,8 +221,8 @@ class CallTrace(BaseModel):
     requested_model: str
     returned_model: str | None = None
     model_mismatch: bool = False
-    temperature: float
-    seed: int
+    temperature: float = Field(strict=True)
+    seed: int = Field(strict=True)
     blueprint_version_id: str | None = None
     structured_output: bool = False
     schema_valid: bool = False
@@ -231,11 +231,11 @@ class CallTrace(BaseModel):
     raw_output: str | None = None
     injection_flags: list[str] = Field(default_factory=list)
     redactions: dict[str, int] = Field(default_factory=dict)
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
-    latency_ms: float = Field(default=0, ge=0)
-    cost_usd: float = Field(default=0, ge=0)
-    attempts: int = Field(default=1, ge=1)
+    prompt_tokens: int = Field(strict=True, default=0, ge=0)
+    completion_tokens: int = Field(strict=True, default=0, ge=0)
+    latency_ms: float = Field(strict=True, default=0, ge=0)
+    cost_usd: float = Field(strict=True, default=0, ge=0)
+    attempts: int = Field(strict=True, default=1, ge=1)
     error: str | None = None
 
     @property
@@ -248,11 +248,11 @@ class Measure(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    value: float | None
-    samples: int
-    successes: int | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
+    value: float | None = Field(strict=True)
+    samples: int = Field(strict=True)
+    successes: int | None = Field(default=None, strict=True)
+    ci_low: float | None = Field(default=None, strict=True)
+    ci_high: float | None = Field(default=None, strict=True)
 
 
 def wilson(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -349,7 +349,7 @@ class GateResult(BaseModel):
     gate: GateThreshold
     outcome: GateOutcome
     measure: Measure
-    required_samples: int
+    required_samples: int = Field(strict=True)
     message: str
 
 
@@ -378,7 +378,7 @@ class SegmentResult(BaseModel):
 
     kind: SegmentKind
     segment: str
-    calls: int
+    calls: int = Field(strict=True)
     candidate: dict[GateMetric, Measure]
     baseline: dict[GateMetric, Measure]
 
@@ -389,7 +389,7 @@ class Regression(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     call_id: str
-    severity: int
+    severity: int = Field(strict=True)
     reasons: list[str]
     human: dict[str, Any]
     candidate: CallTrace
@@ -557,8 +557,8 @@ class GateEvaluated(BaseModel):
     golden_set: GoldenSetRef
     evaluated_at: datetime
     results: list[GateResult]
-    calls: int
-    injection_flagged_calls: int
+    calls: int = Field(strict=True)
+    injection_flagged_calls: int = Field(strict=True)
     model_mismatches: dict[str, list[str]]
     report_path: str
     report_hash: str

@@ -72,7 +72,7 @@ class GoldenSetRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Name
-    version: int = Field(ge=1)
+    version: int = Field(strict=True, ge=1)
     content_hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
 
 
@@ -86,9 +86,9 @@ class GoldenSetRegistered(BaseModel):
 
     type: str = GOLDEN_SET_REGISTERED_TYPE
     golden_set: GoldenSetRef
-    rows: int = Field(ge=1)
+    rows: int = Field(strict=True, ge=1)
     segments: dict[str, int]
-    critical_calls: int = Field(ge=0)
+    critical_calls: int = Field(strict=True, ge=0)
     object_path: str
     registered_by: str = Field(min_length=1)
     reason: str = Field(min_length=1)

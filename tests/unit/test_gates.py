@@ -148,6 +148,18 @@ def test_gate_thresholds_reject_bad_input():
                                       "threshold": 1, "gate_class": "Block"})
 
 
+@pytest.mark.parametrize("field", [{"threshold": False}, {"threshold": "0.5"},
+                                   {"min_samples": True}, {"min_samples": 2.0}])
+def test_gate_thresholds_take_numbers_only_as_numbers(field):
+    """A JSON ``false`` is not a threshold: the published schema says number (found by
+    schemathesis: ``"threshold": false`` registered a golden set)."""
+    row = {"name": "x", "metric": "cost_per_eval", "comparator": "<", "threshold": 0.02,
+           "gate_class": "Block", **field}
+    with pytest.raises(PydanticError):
+        GateThreshold.model_validate(row)
+    assert GateThreshold.model_validate({**row, **dict.fromkeys(field, 1)})
+
+
 def ref(calls=CALLS) -> GoldenSetRef:
     return GoldenSetRef(name="tiny", version=1, content_hash=golden_hash(calls))
 
