@@ -33,8 +33,8 @@ from relctl.domain.gate_prompt import CALL_REF_HEADER, build_messages
 from relctl.domain.gates import SCORECARD_SCHEMA, Arm, ModelPricing
 from relctl.domain.golden import GoldenCall, parse_golden_lines
 
-GOLDEN = Path(__file__).resolve().parents[1] / "examples" / "golden" / "csat-golden.jsonl"
-MODEL = "bench-2026-01-01"
+from bench.bench_gates import GOLDEN, MODEL
+
 RELEASE = ReleaseUnderTest(release_id="bench", arm=Arm.CANDIDATE, prompt_template="Score it.",
                            model=MODEL, temperature=0, seed=1, output_schema=SCORECARD_SCHEMA)
 
