@@ -4,18 +4,24 @@ Run: .venv/bin/python -m bench.bench_gates [--latency-ms 20] [--calls 320] [--ro
 
 Starts ``relctl gate serve-local-model`` as a child process (its own interpreter, so server work
 does not share the client's GIL) with a fixed simulated latency per answer. For concurrency 1,
-8 and 32 it times, in alternating order over ``--rounds`` rounds: (a) the gate runner over the
-example golden set (redaction, data block, structured-output request, tenacity, validation,
-repairs, checkpoint file, trace records) and (b) a bare ``AsyncOpenAI`` loop with a semaphore
-sending the same pre-built requests and discarding the answers, and (c) the same bare loop
-passing ``response_format`` through ``extra_body`` as the runner does (same JSON on the wire,
-without the SDK's per-call transform of the schema), so the runner is also compared with a bare
-loop using the SDK as cheaply. The runner is timed with transcripts redacted once per golden
-set (``relctl gate run`` redacts once for both arms, before sending; the bare loop's requests are
-pre-built too) and, as a second figure, redacting each call on the request path. The order
-rotates every round; the best round of each is reported in golden-set calls per second, with
-the client's CPU time per call (least of the rounds: far less noisy than throughput on a loaded
-machine). Then redaction throughput in transcripts per second.
+8 and 32 it times, in alternating order over ``--rounds`` rounds:
+
+(a) the gate runner over the example golden set (data block, structured-output request,
+    validation, repairs, checkpoint file, trace records), with transcripts redacted once per
+    golden set as ``relctl gate run`` does for both arms before sending; and, as a second
+    figure, redacting each call on the request path;
+(b) a bare ``AsyncOpenAI`` loop with a semaphore sending the same pre-built requests the plain
+    way (``messages=``, ``response_format=``) and discarding the answers: the issue's baseline;
+(c) the same bare loop passing ``messages`` and ``response_format`` through ``extra_body`` as
+    the runner does (the same JSON on the wire, without the SDK's per-call transform of them),
+    so the runner is also compared with a bare loop using the SDK as cheaply: what the runner
+    itself costs.
+
+Each measure is timed from creating its client to closing it (one client per run, as the
+runner makes), after an untimed warm-up of both. The order rotates every round; the best round
+of each is reported in golden-set calls per second, with the client's CPU time per call (least
+of the rounds: far less noisy than throughput on a loaded machine). Then redaction throughput
+in transcripts per second.
 The server lives in the product (relctl.adapters.openai_compatible_server) because this
 benchmark and the demo need it and must not import tests/.
 """
@@ -96,28 +102,32 @@ async def runner_rate(url: str, calls: list[GoldenCall], concurrency: int,
 
 async def bare_rate(url: str, requests: list[tuple[str, list[Any]]], concurrency: int,
                     raw_format: bool = False) -> float:
-    """A bare SDK loop; ``raw_format`` passes ``response_format`` in ``extra_body`` as the
-    runner does (same JSON on the wire, no SDK transform of the schema per call)."""
+    """A bare SDK loop; ``raw_format`` passes ``messages`` and ``response_format`` in
+    ``extra_body`` as the runner does (same JSON on the wire, no SDK transform of them per
+    call)."""
     semaphore = asyncio.Semaphore(concurrency)
     fmt: Any = {"type": "json_schema", "json_schema": {
         "name": "scorecard", "schema": SCORECARD_SCHEMA, "strict": True}}
-    format_args: dict[str, Any] = (
-        {"extra_body": {"response_format": fmt}} if raw_format else {"response_format": fmt})
+    # Timed from creating the client to closing it, as the runner is: each makes one client
+    # per run, and creating one costs ~36 ms of CPU (its TLS context), ~4 % of a run here.
+    started, cpu = time.perf_counter(), time.process_time()
     async with AsyncOpenAI(base_url=url, api_key="bench", max_retries=0) as client:
         async def one(call_id: str, messages: Any) -> None:
+            args: dict[str, Any] = (
+                {"messages": [], "extra_body": {"messages": messages, "response_format": fmt}}
+                if raw_format else {"messages": messages, "response_format": fmt})
             async with semaphore:
                 await client.chat.completions.create(
-                    model=MODEL, messages=messages, temperature=0, seed=1,
-                    extra_headers={CALL_REF_HEADER: call_id}, **format_args)
+                    model=MODEL, temperature=0, seed=1,
+                    extra_headers={CALL_REF_HEADER: call_id}, **args)
 
-        started, cpu = time.perf_counter(), time.process_time()
         async with asyncio.TaskGroup() as group:
             for call_id, messages in requests:
                 group.create_task(one(call_id, messages))
-        elapsed = time.perf_counter() - started
-        CPU.setdefault("bare-raw" if raw_format else "bare", []).append(
-            (time.process_time() - cpu) / len(requests))
-        return len(requests) / elapsed
+    elapsed = time.perf_counter() - started
+    CPU.setdefault("bare-raw" if raw_format else "bare", []).append(
+        (time.process_time() - cpu) / len(requests))
+    return len(requests) / elapsed
 
 
 def redaction_rate(calls: list[GoldenCall], seconds: float = 3.0,
@@ -153,6 +163,10 @@ def main() -> None:
     print(f"{len(calls)} golden-set calls, server latency {args.latency_ms:g} ms, "
           f"best of {args.rounds} rounds")
     try:
+        # Untimed warm-up: the first client made in a process also pays the SDK's lazy imports
+        # (~130 ms of CPU), which would fall on whichever measure happens to go first.
+        asyncio.run(runner_rate(url, calls[:32], 8, redacted))
+        asyncio.run(bare_rate(url, requests[:32], 8))
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             best = dict.fromkeys(("runner", "runner-cold", "bare", "bare-raw"), 0.0)
             measures = {
@@ -172,7 +186,7 @@ def main() -> None:
                     ("runner", "gate runner (redacted once per golden set)"),
                     ("runner-cold", "gate runner redacting on the request path"),
                     ("bare", "bare openai loop (response_format=)"),
-                    ("bare-raw", "bare loop, response_format in extra_body")):
+                    ("bare-raw", "bare loop, as the runner, via extra_body")):
                 print(f"    {label:44s} {best[name]:7.1f} calls/s, client CPU "
                       f"{cpu[name]:.2f} ms/call")
             print(f"    ratio gate runner / bare loop: {best['runner'] / best['bare'] * 100:5.1f} %"
