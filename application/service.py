@@ -507,6 +507,21 @@ class ControlPlane(Application[UUID]):
         self._save(index)
         return _outcome(index)
 
+    def withdraw_gate_waiver(self, task: str, actor: str, reason: str,
+                             role: str | None = None) -> Outcome:
+        """Withdraw ``task``'s gate waiver (admins only; ``Task.GateWaiverWithdrawn``, with the
+        reason): its gated steps are refused again until a golden set is registered, and it may
+        be waived again. Passages the waiver allowed stay recorded; with no waiver in force
+        nothing is recorded."""
+        role = _caller_role(role)
+        check_waiver_role(role, "withdrawing a task's gate waiver")
+        index = self.task(task)
+        if not index.withdraw_gate_waiver(actor=actor, reason=reason, role=role):
+            return _outcome(index, False, f"task {task}'s gates are not waived; "
+                                          "nothing recorded")
+        self._save(index)
+        return _outcome(index)
+
     def register_golden_set(self, task: str, name: str, content_hash: str, rows: int,
                             actor: str, reason: str, role: str,
                             thresholds: Sequence[GateThreshold] | None = None) -> Outcome:

@@ -241,8 +241,14 @@ class WaiveGates(Body):
     passage they make names this waiver and its reason. A golden set registered later ends it."""
 
 
+class WithdrawGateWaiver(Body):
+    """Withdraw a task's gate waiver (admins only), with why: the task is gated again, so its
+    gated steps are refused until a golden set is registered (or it is waived again). The
+    passages the waiver already allowed stay recorded as they were."""
+
+
 COMMAND_BODIES.update({
     "promote_release": PromoteRelease, "start_rollout": StartRollout,
     "register_golden_set": RegisterGoldenSet, "record_gate_evaluation": RecordGateEvaluation,
-    "waive_gates": WaiveGates,
+    "waive_gates": WaiveGates, "withdraw_gate_waiver": WithdrawGateWaiver,
 })

@@ -5,6 +5,8 @@ on a gate bundle, so a task *without* a golden set is not let through by default
 ``Required`` and refused until one is registered. The single way out is explicit and recorded:
 an admin declares the task ungated with a reason (``Task.GatesWaived``), and every passage it
 then allows names that waiver, so the audit trail says who decided that no evidence was needed.
+An admin may withdraw the waiver (``Task.GateWaiverWithdrawn``, with a reason): the task is
+``Required`` again, and the passages the waiver already allowed stay as they were recorded.
 """
 
 from enum import StrEnum
@@ -33,11 +35,11 @@ class GateWaiver(BaseModel):
     reason: str = Field(min_length=3)
 
 
-def check_waiver_role(role: str) -> None:
-    """Only an admin may take a task out of the gates, like only an admin may break glass."""
+def check_waiver_role(role: str, what: str = "declaring a task ungated") -> None:
+    """Only an admin may take a task out of the gates (or put it back by withdrawing the
+    waiver), like only an admin may break glass."""
     if role != WAIVER_ROLE:
-        raise ForbiddenError(
-            f"declaring a task ungated needs the {WAIVER_ROLE} role, not {role}")
+        raise ForbiddenError(f"{what} needs the {WAIVER_ROLE} role, not {role}")
 
 
 def how_to_gate(task: str, number: int | str) -> str:

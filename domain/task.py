@@ -201,6 +201,22 @@ class Task(ControlAggregate):
     def _gates_waived(self, actor: str, reason: str, role: str) -> None:
         self._gate_waiver = {"actor": actor, "role": role, "reason": reason}
 
+    def withdraw_gate_waiver(self, actor: str, reason: str, role: str) -> bool:
+        """Withdraw the waiver: the task is gated again (policy ``required``: its gated steps
+        are refused until a golden set is registered) and may be waived again later. Admins
+        only; with no waiver in force (none, or a golden set ended it) nothing is recorded
+        (returns False). Passages the waiver already allowed are not undone."""
+        check_attribution(actor, reason)
+        check_waiver_role(role, "withdrawing a task's gate waiver")
+        if self.gate_waiver is None:
+            return False
+        self._gate_waiver_withdrawn(actor=actor, reason=reason, role=role)
+        return True
+
+    @event("GateWaiverWithdrawn")
+    def _gate_waiver_withdrawn(self, actor: str, reason: str, role: str) -> None:
+        self._gate_waiver = None
+
     def summary(self) -> dict[str, Any]:
         waiver = self.gate_waiver
         return {

@@ -426,6 +426,33 @@ def waive(
                   f"{waiver['reason']}")
 
 
+@gate_app.command("unwaive")
+@_errors
+def unwaive(
+    task: Annotated[str, typer.Option("--task", help="task whose waiver to withdraw")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="why it needs evidence again")],
+    output: Output = "text",
+) -> None:
+    """Admins only: withdraw TASK's gate waiver (records Task.GateWaiverWithdrawn with the
+    reason). Its gated steps are refused again until a golden set is registered; passages the
+    waiver already allowed stay recorded. With no waiver in force nothing is recorded."""
+    result = Client().call("POST", f"/v1/tasks/{task}/gate-waiver/withdraw", {"reason": reason})
+    summary = result["aggregate"]
+    payload = {"task": summary["key"], "gate_policy": summary["gate_policy"],
+               "waiver": summary["gate_waiver"], "changed": result["changed"],
+               "note": result.get("note")}
+    if output == "json":
+        _print_json(payload)
+        return
+    if result["changed"]:
+        console.print(f"recorded: task {summary['key']} is gated again: gate policy "
+                      f"{summary['gate_policy']}, gated steps need evidence (register a "
+                      "golden set)")
+    else:
+        console.print(f"unchanged: task {summary['key']}: {result.get('note')} (gate policy "
+                      f"{summary['gate_policy']})")
+
+
 @gate_app.command("report")
 @_errors
 def report_gates(

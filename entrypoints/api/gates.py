@@ -3,9 +3,10 @@
 Registering a golden set stores its rows content-addressed under the API's data directory and
 records ``Task.GoldenSetRegistered``: promotion past InternalTest and rollout start then consult
 its bundles (before that they are refused, unless an admin waived the task's gates: POST
-``/v1/tasks/{task}/gate-waiver``). ``relctl gate run`` computes a bundle on the operator's
-machine and records it here as ``Release.GateEvaluated``; both need an operator or admin token,
-and the event records the token's actor and role.
+``/v1/tasks/{task}/gate-waiver``, withdrawn with POST ``/v1/tasks/{task}/gate-waiver/withdraw``).
+``relctl gate run`` computes a bundle on the operator's machine and records it here as
+``Release.GateEvaluated``; both need an operator or admin token, and the event records the
+token's actor and role.
 """
 
 from collections.abc import Callable
@@ -15,7 +16,12 @@ from fastapi import APIRouter, Path, Query
 from relctl.adapters.golden_store import GoldenStore
 from relctl.adapters.postgres import Principal
 from relctl.domain import errors
-from relctl.domain.commands import RecordGateEvaluation, RegisterGoldenSet, WaiveGates
+from relctl.domain.commands import (
+    RecordGateEvaluation,
+    RegisterGoldenSet,
+    WaiveGates,
+    WithdrawGateWaiver,
+)
 from relctl.domain.gate_policy import GatePolicy
 from relctl.domain.gates import GateEvaluated, PromotionStep, decide_gate_passage, uses_policy
 from relctl.domain.ids import release_id
@@ -59,6 +65,16 @@ def gates_router(runtime: Runtime, auth: Authenticator,
         ``Task.GatesWaived`` with the reason, which every passage it allows then names."""
         return run("waive_gates", lambda: app.waive_gates(task, who.actor, body.reason,
                                                           who.role), on_change)
+
+    @router.post("/v1/tasks/{task}/gate-waiver/withdraw", response_model=Outcome,
+                 responses=COMMAND_ERRORS)
+    def withdraw_gate_waiver(task: TaskKey, body: WithdrawGateWaiver,
+                             who: Principal = writer) -> Any:
+        """Withdraw the task's gate waiver (admins only; an operator gets 403): records
+        ``Task.GateWaiverWithdrawn`` with the reason, and gated steps are refused again until
+        a golden set is registered. With no waiver in force nothing is recorded."""
+        return run("withdraw_gate_waiver", lambda: app.withdraw_gate_waiver(
+            task, who.actor, body.reason, who.role), on_change)
 
     @router.get("/v1/tasks/{task}/golden-sets/current", responses=READ_ERRORS)
     def golden_sets(task: TaskKey, _: Principal = reader) -> dict[str, Any]:

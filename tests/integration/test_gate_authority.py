@@ -163,6 +163,71 @@ def test_an_operator_may_not_waive_the_gates_an_admin_may_and_it_is_recorded(
         ("GatePassed", "olga", "ship to beta")]
 
 
+def test_only_an_admin_withdraws_the_waiver_the_task_is_gated_again_and_it_is_audited(
+        gated: Gated, server: Server, runtime: Runtime, monkeypatch: pytest.MonkeyPatch):
+    path = "/v1/tasks/csat/gate-waiver/withdraw"
+    task_before = ok(gated.operator.get("/v1/tasks/csat"))
+    assert task_before["gate_policy"] == "waived"
+    forbidden = gated.operator.post(path, json={"reason": "customers now"})
+    assert forbidden.status_code == 403
+    assert "admin" in forbidden.json()["error"]["message"]
+    assert ok(gated.operator.get("/v1/tasks/csat")) == task_before
+
+    withdrawn = ok(gated.admin.post(path, json={"reason": "first customers signed"}))
+    assert withdrawn["changed"] is True
+    assert (withdrawn["aggregate"]["gate_policy"], withdrawn["aggregate"]["gate_waiver"]) == (
+        "required", None)
+    refused = gated.promote(gated.operator)
+    assert refused.status_code == 409
+    assert "no golden set registered" in refused.json()["error"]["message"]
+    assert gated.events("gate_passed") == []
+    shown = ok(gated.operator.get("/v1/releases/csat/2/gates"))
+    assert (shown["gated"], shown["gate_policy"], shown["waiver"]) == (True, "required", None)
+    # what the waiver allowed stays: v1 went Stable under it, and its passage names it
+    assert ok(gated.operator.get("/v1/releases/csat/1"))["stage"] == "Stable"
+    v1 = ok(gated.operator.get("/v1/releases/csat/1/history"))["events"]
+    assert [e["data"]["basis"] for e in v1
+            if e["type"] == "io.relctl.release.gate_passed.v1"] == ["waived"]
+    again = ok(gated.admin.post(path, json={"reason": "withdraw it twice"}))
+    assert (again["changed"], again["note"]) == (
+        False, "task csat's gates are not waived; nothing recorded")
+
+    monkeypatch.setenv("RELCTL_TOKEN", server.token("ana", "admin"))
+    unchanged = gated.cli("unwaive", "--task", "csat", "-r", "already gated")
+    assert unchanged.exit_code == 0, unchanged.output
+    assert unchanged.stdout.startswith("unchanged: task csat")
+    assert gated.cli("waive", "--task", "csat", "-r", "customers left").exit_code == 0
+    text = gated.cli("unwaive", "--task", "csat", "-r", "customers are back")
+    assert text.exit_code == 0, text.output
+    assert text.stdout.startswith("recorded: task csat is gated again")
+    assert gated.cli("waive", "--task", "csat", "-r", "customers left again").exit_code == 0
+    as_json = gated.cli("unwaive", "--task", "csat", "-r", "for good", "-o", "json")
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout) == {"task": "csat", "gate_policy": "required",
+                                          "waiver": None, "changed": True, "note": None}
+    monkeypatch.setenv("RELCTL_TOKEN", server.token("olga", "operator"))
+    assert gated.cli("unwaive", "--task", "csat", "-r", "not mine").exit_code == 6
+    assert gated.promote(gated.operator).status_code == 409
+
+    settings = runtime.settings
+    assert settings.database_url
+    with ProjectorSet(runtime.app, settings.database_url, settings.database_schema) as views:
+        views.catch_up()
+    rows = [json.loads(r["content"]) for r in runtime.db.execute(
+        "SELECT content FROM relctl_rm_audit WHERE event LIKE %s OR event LIKE %s ORDER BY seq",
+        ("%GatesWaived", "%GateWaiverWithdrawn"))]
+    assert [(r["event"], r["actor"], r["role"], r["reason"]) for r in rows] == [
+        ("Task.GatesWaived", "ana", "admin", "launched before gates existed"),
+        ("Task.GateWaiverWithdrawn", "ana", "admin", "first customers signed"),
+        ("Task.GatesWaived", "ana", "admin", "customers left"),
+        ("Task.GateWaiverWithdrawn", "ana", "admin", "customers are back"),
+        ("Task.GatesWaived", "ana", "admin", "customers left again"),
+        ("Task.GateWaiverWithdrawn", "ana", "admin", "for good")]
+    assert rows[1]["before"] == {"gate_policy": "waived", "gate_waiver": {
+        "actor": "ana", "role": "admin", "reason": "launched before gates existed"}}
+    assert rows[1]["after"] == {"gate_policy": "required", "gate_waiver": None}
+
+
 def test_an_admin_breaks_glass_on_a_task_without_a_golden_set_and_it_is_audited(
         required: Gated):
     assert required.promote(required.operator, break_glass="incident 9").status_code == 403

@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from relctl.domain.commands import COMMAND_BODIES
 from relctl.infra.projector import start_projectors
 from schemathesis.cli import schemathesis as schemathesis_cli
 
@@ -30,6 +31,20 @@ def test_every_command_documents_its_errors_in_one_shape(api: httpx.Client) -> N
             assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
     error = spec["components"]["schemas"]["ErrorDetail"]
     assert set(error["properties"]) == {"code", "message"}
+
+
+def test_every_command_body_is_the_body_of_a_post_operation(api: httpx.Client) -> None:
+    spec = ok(api.get("/openapi.json"))
+    bodies: dict[str, list[str]] = {}
+    for path, item in spec["paths"].items():
+        content = item.get("post", {}).get("requestBody", {}).get("content", {})
+        ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+        if ref:
+            bodies.setdefault(ref.rsplit("/", 1)[-1], []).append(path)
+    for name, model in COMMAND_BODIES.items():
+        assert model.__name__ in bodies, (name, model.__name__)
+    assert bodies["WithdrawGateWaiver"] == ["/v1/tasks/{task}/gate-waiver/withdraw"]
+    assert bodies["WaiveGates"] == ["/v1/tasks/{task}/gate-waiver"]
 
 
 def test_the_schema_carries_the_validation(api: httpx.Client) -> None:

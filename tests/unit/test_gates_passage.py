@@ -5,7 +5,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from relctl.domain.errors import ConflictError, ForbiddenError, ValidationError
+from relctl.domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from relctl.domain.gate_policy import GatePolicy, GateWaiver
 from relctl.domain.gates import (
     GateEvaluated,
@@ -134,6 +134,40 @@ def test_only_an_admin_waives_a_task_and_a_golden_set_ends_the_waiver() -> None:
         task.waive_gates("ana", "changed my mind", "admin")
     names = [type(e).__name__ for e in task.collect_events()]
     assert names == ["Opened", "GatesWaived", "GoldenSetRegistered"]
+
+
+def test_only_an_admin_withdraws_a_waiver_the_task_is_gated_again_and_may_be_waived_again(
+) -> None:
+    task = Task.open("csat", ACTOR, REASON)
+    assert task.withdraw_gate_waiver("ana", "nothing to withdraw", "admin") is False
+    assert task.waive_gates("ana", "no customers yet", "admin") is True
+    with pytest.raises(ForbiddenError, match="admin"):
+        task.withdraw_gate_waiver("olga", "customers now", "operator")
+    assert task.gate_policy is GatePolicy.WAIVED
+    assert task.withdraw_gate_waiver("ana", "first customers signed", "admin") is True
+    assert task.gate_policy is GatePolicy.REQUIRED and task.gate_waiver is None
+    assert task.summary()["gate_policy"] == "required" and task.summary()["gate_waiver"] is None
+    assert task.withdraw_gate_waiver("ana", "twice", "admin") is False
+    assert task.waive_gates("bea", "customers left again", "admin") is True
+    assert task.gate_waiver == GateWaiver(actor="bea", role="admin",
+                                          reason="customers left again")
+    events = task.collect_events()
+    assert [type(e).__name__ for e in events] == [
+        "Opened", "GatesWaived", "GateWaiverWithdrawn", "GatesWaived"]
+    withdrawn = events[2]
+    assert (withdrawn.actor, withdrawn.role, withdrawn.reason) == (
+        "ana", "admin", "first customers signed")
+
+
+def test_a_golden_set_leaves_no_waiver_to_withdraw() -> None:
+    task = Task.open("csat", ACTOR, REASON)
+    task.waive_gates("ana", "no customers yet", "admin")
+    task.register_golden_set("csat", HASH_2, 9, ACTOR, REASON, "operator",
+                             policy_gates(default_thresholds()))
+    assert task.withdraw_gate_waiver("ana", "not needed", "admin") is False
+    assert task.gate_policy is GatePolicy.GOLDEN_SET
+    assert [type(e).__name__ for e in task.collect_events()] == [
+        "Opened", "GatesWaived", "GoldenSetRegistered"]
 
 
 def test_golden_set_versions_on_the_task() -> None:
@@ -286,6 +320,48 @@ def test_the_application_refuses_an_ungated_step_records_nothing_and_waives_for_
                                          "reason": "no customers yet"}
     waived = app.history(app.task("csat").id)[-1]
     assert (type(waived).__name__, waived.actor, waived.role) == ("GatesWaived", "ana", "admin")
+
+
+def test_the_application_withdraws_a_waiver_for_admins_and_gated_steps_are_refused_again(
+) -> None:
+    app = new_app()
+    app.create_release("csat", spec(), ACTOR, REASON)
+    app.create_release("csat", spec(prompt_template="v2"), ACTOR, REASON)
+    with pytest.raises(NotFoundError):
+        app.withdraw_gate_waiver("nosuch", "ana", "no such task", role="admin")
+    before = notification_count(app)
+    unchanged = app.withdraw_gate_waiver("csat", "ana", "nothing waived yet", role="admin")
+    assert (unchanged["changed"], unchanged["note"]) == (
+        False, "task csat's gates are not waived; nothing recorded")
+    assert notification_count(app) == before
+
+    app.waive_gates("csat", "ana", "no customers yet", role="admin")
+    app.promote_release("csat", 1, "Beta", ACTOR, REASON)  # allowed by the waiver
+    before = notification_count(app)
+    with pytest.raises(ForbiddenError, match="admin"):
+        app.withdraw_gate_waiver("csat", "olga", "customers now", role="operator")
+    with pytest.raises(ForbiddenError, match="admin"):
+        app.withdraw_gate_waiver("csat", "olga", "customers now")  # the default role
+    assert notification_count(app) == before
+    assert app.task("csat").gate_policy is GatePolicy.WAIVED
+
+    withdrawn = app.withdraw_gate_waiver("csat", "ana", "first customers signed", role="admin")
+    assert withdrawn["changed"] is True
+    assert (withdrawn["aggregate"]["gate_policy"], withdrawn["aggregate"]["gate_waiver"]) == (
+        "required", None)
+    event = app.history(app.task("csat").id)[-1]
+    assert (type(event).__name__, event.actor, event.role, event.reason) == (
+        "GateWaiverWithdrawn", "ana", "admin", "first customers signed")
+    with pytest.raises(ConflictError, match="no golden set registered"):
+        app.promote_release("csat", 2, "Beta", ACTOR, REASON)
+    # what the waiver allowed stays as it was recorded
+    assert app.release("csat", 1).stage == "Beta"
+    passed = app.history(app.release("csat", 1).id)[-1]
+    assert (type(passed).__name__, passed.basis) == ("GatePassed", "waived")
+
+    assert app.waive_gates("csat", "ana", "customers left", role="admin")["changed"] is True
+    app.promote_release("csat", 2, "Beta", ACTOR, REASON)
+    assert app.release("csat", 2).stage == "Beta"
 
 
 def test_an_admin_breaks_glass_on_a_task_without_a_golden_set_and_it_is_recorded() -> None:
