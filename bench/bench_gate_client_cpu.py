@@ -9,7 +9,8 @@ loop's waits share the cores. Here the SDK's HTTP transport is ``httpx2.MockTran
 answering with the local server's reference scorecard, so the CPU time measured is the client's
 own work per call: the runner (data block, tenacity on failure only, validation, repairs,
 trace, batched checkpoint) against a bare loop sending the same pre-built requests with
-``response_format`` in ``extra_body`` as the runner does. Rounds alternate; least of each.
+``messages`` and ``response_format`` in ``extra_body`` as the runner does. Rounds alternate;
+least of each.
 """
 
 import argparse
@@ -82,9 +83,9 @@ class Rig:
             async def one(call_id: str, messages: Any) -> None:
                 async with semaphore:
                     await client.chat.completions.create(
-                        model=MODEL, messages=messages, temperature=0, seed=1,
+                        model=MODEL, messages=[], temperature=0, seed=1,
                         extra_headers={CALL_REF_HEADER: call_id},
-                        extra_body={"response_format": fmt})
+                        extra_body={"messages": messages, "response_format": fmt})
 
             cpu = time.process_time()
             async with asyncio.TaskGroup() as group:
@@ -112,7 +113,7 @@ def main() -> None:
     print(f"{args.calls} golden-set calls, concurrency {args.concurrency}, HTTP in-process, "
           f"least of {args.rounds} alternating rounds")
     print(f"    gate runner        client CPU {runner:.3f} ms/call")
-    print(f"    bare openai loop   client CPU {bare:.3f} ms/call (response_format in extra_body)")
+    print(f"    bare openai loop   client CPU {bare:.3f} ms/call (as the runner: extra_body)")
     print(f"    runner extra       {runner - bare:+.3f} ms/call; bare / runner CPU "
           f"{bare / runner * 100:.1f} % (the rate ratio if the client is the bottleneck)")
 
