@@ -28,6 +28,7 @@ from relctl.domain.timeliness import CLOCK_SKEW_SECONDS, explain, time_problem
 from relctl.domain.trace_contract import ReleaseTrace, TraceField, describe, violations
 from relctl.domain.verdicts import RuleVerdict, VerdictChanges
 from relctl.streams.attribute import Attributor, Partial, task_scope
+from relctl.streams.batching import take_batches
 from relctl.streams.control_index import ControlIndex
 from relctl.streams.grace import Grace
 from relctl.streams.guard import Guard, GuardResult
@@ -116,7 +117,7 @@ class AttributeAgent:
     async def run(self, stream: Any) -> None:
         await self.ready.wait()
         tune_collector()
-        async for events in stream.take_events(self.batch_max, within=self.batch_within):
+        async for events in take_batches(stream, self.batch_max, self.batch_within):
             started = time.perf_counter()
             self._batch_at = time.time() if hop_trace.enabled() else 0.0
             accepted: list[tuple[Any, ingest.Origin]] = []
