@@ -402,6 +402,19 @@ def _policy_line(result: dict[str, Any]) -> str:
     return "gated, but no golden set registered: gated steps are refused"
 
 
+def _waiver_command(path: str, reason: str, output: str) -> dict[str, Any] | None:
+    """Send a waive or withdraw command; with ``--output json`` print the task's gate policy
+    and waiver and return None, else return the API's outcome for the text line."""
+    result: dict[str, Any] = Client().call("POST", path, {"reason": reason})
+    if output != "json":
+        return result
+    summary = result["aggregate"]
+    _print_json({"task": summary["key"], "gate_policy": summary["gate_policy"],
+                 "waiver": summary["gate_waiver"], "changed": result["changed"],
+                 "note": result.get("note")})
+    return None
+
+
 @gate_app.command("waive")
 @_errors
 def waive(
@@ -412,14 +425,10 @@ def waive(
     """Admins only: declare TASK ungated (records Task.GatesWaived with the reason). Its
     releases then pass InternalTest and start rollouts without evidence, each passage naming
     this waiver; registering a golden set later ends it."""
-    result = Client().call("POST", f"/v1/tasks/{task}/gate-waiver", {"reason": reason})
-    summary = result["aggregate"]
-    payload = {"task": summary["key"], "gate_policy": summary["gate_policy"],
-               "waiver": summary["gate_waiver"], "changed": result["changed"],
-               "note": result.get("note")}
-    if output == "json":
-        _print_json(payload)
+    result = _waiver_command(f"/v1/tasks/{task}/gate-waiver", reason, output)
+    if result is None:
         return
+    summary = result["aggregate"]
     waiver = summary["gate_waiver"]
     console.print(f"{'recorded' if result['changed'] else 'unchanged'}: task {summary['key']} "
                   f"is ungated: gates waived by {waiver['actor']} ({waiver['role']}): "
@@ -436,14 +445,10 @@ def unwaive(
     """Admins only: withdraw TASK's gate waiver (records Task.GateWaiverWithdrawn with the
     reason). Its gated steps are refused again until a golden set is registered; passages the
     waiver already allowed stay recorded. With no waiver in force nothing is recorded."""
-    result = Client().call("POST", f"/v1/tasks/{task}/gate-waiver/withdraw", {"reason": reason})
-    summary = result["aggregate"]
-    payload = {"task": summary["key"], "gate_policy": summary["gate_policy"],
-               "waiver": summary["gate_waiver"], "changed": result["changed"],
-               "note": result.get("note")}
-    if output == "json":
-        _print_json(payload)
+    result = _waiver_command(f"/v1/tasks/{task}/gate-waiver/withdraw", reason, output)
+    if result is None:
         return
+    summary = result["aggregate"]
     if result["changed"]:
         console.print(f"recorded: task {summary['key']} is gated again: gate policy "
                       f"{summary['gate_policy']}, gated steps need evidence (register a "
