@@ -130,6 +130,17 @@ def test_a_task_without_a_golden_set_is_refused_and_nothing_is_recorded(required
     assert "no golden set registered" in text.stdout and "refused" in text.stdout
 
 
+def audit_rows(runtime: Runtime, first: str, second: str) -> list[dict[str, Any]]:
+    """The audit trail's rows of two event types, in order, once the projectors caught up."""
+    settings = runtime.settings
+    assert settings.database_url
+    with ProjectorSet(runtime.app, settings.database_url, settings.database_schema) as views:
+        views.catch_up()
+    return [json.loads(r["content"]) for r in runtime.db.execute(
+        "SELECT content FROM relctl_rm_audit WHERE event LIKE %s OR event LIKE %s ORDER BY seq",
+        (f"%{first}", f"%{second}"))]
+
+
 def test_an_operator_may_not_waive_the_gates_an_admin_may_and_it_is_recorded(
         required: Gated, runtime: Runtime):
     task_before = ok(required.operator.get("/v1/tasks/csat"))
@@ -151,13 +162,7 @@ def test_an_operator_may_not_waive_the_gates_an_admin_may_and_it_is_recorded(
     shown = required.cli("show", "--task", "csat", "--release", "2")
     assert "gates waived by ana (admin): internal tool, no customers" in shown.stdout
 
-    settings = runtime.settings
-    assert settings.database_url
-    with ProjectorSet(runtime.app, settings.database_url, settings.database_schema) as views:
-        views.catch_up()
-    rows = [json.loads(r["content"]) for r in runtime.db.execute(
-        "SELECT content FROM relctl_rm_audit WHERE event LIKE %s OR event LIKE %s ORDER BY seq",
-        ("%GatesWaived", "%GatePassed"))]
+    rows = audit_rows(runtime, "GatesWaived", "GatePassed")
     assert [(r["event"].rsplit(".", 1)[-1], r["actor"], r["reason"]) for r in rows] == [
         ("GatesWaived", "ana", "internal tool, no customers"),
         ("GatePassed", "olga", "ship to beta")]
@@ -209,13 +214,7 @@ def test_only_an_admin_withdraws_the_waiver_the_task_is_gated_again_and_it_is_au
     assert gated.cli("unwaive", "--task", "csat", "-r", "not mine").exit_code == 6
     assert gated.promote(gated.operator).status_code == 409
 
-    settings = runtime.settings
-    assert settings.database_url
-    with ProjectorSet(runtime.app, settings.database_url, settings.database_schema) as views:
-        views.catch_up()
-    rows = [json.loads(r["content"]) for r in runtime.db.execute(
-        "SELECT content FROM relctl_rm_audit WHERE event LIKE %s OR event LIKE %s ORDER BY seq",
-        ("%GatesWaived", "%GateWaiverWithdrawn"))]
+    rows = audit_rows(runtime, "GatesWaived", "GateWaiverWithdrawn")
     assert [(r["event"], r["actor"], r["role"], r["reason"]) for r in rows] == [
         ("Task.GatesWaived", "ana", "admin", "launched before gates existed"),
         ("Task.GateWaiverWithdrawn", "ana", "admin", "first customers signed"),
