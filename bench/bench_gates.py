@@ -43,6 +43,7 @@ from relctl.adapters.gate_runner import (
     GateRunner,
     RedactedTranscript,
     ReleaseUnderTest,
+    structured_format,
 )
 from relctl.adapters.redaction import Redactor
 from relctl.domain.gate_prompt import CALL_REF_HEADER, build_messages
@@ -106,8 +107,7 @@ async def bare_rate(url: str, requests: list[tuple[str, list[Any]]], concurrency
     ``extra_body`` as the runner does (same JSON on the wire, no SDK transform of them per
     call)."""
     semaphore = asyncio.Semaphore(concurrency)
-    fmt: Any = {"type": "json_schema", "json_schema": {
-        "name": "scorecard", "schema": SCORECARD_SCHEMA, "strict": True}}
+    fmt: Any = structured_format(release())  # what the runner asks for
     # Timed from creating the client to closing it, as the runner is: each makes one client
     # per run, and creating one costs ~36 ms of CPU (its TLS context), ~4 % of a run here.
     started, cpu = time.perf_counter(), time.process_time()
