@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
@@ -38,6 +39,7 @@ from relctl.projections.views import (
     content_hash_sql,
     snapshot,
 )
+from relctl.projections.writer import Batch, BatchWriter, RecordedWrites, StaleBatch
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +180,8 @@ class ProjectorSet:
         done = 0
         with ExitStack() as paused:
             while limit is None or done < limit:
-                count = self.step(self.batch_size if limit is None
-                                  else min(self.batch_size, limit - done))
+                size = self.batch_size if limit is None else min(self.batch_size, limit - done)
+                count = self.step(size)
                 done += count
                 if count == 0:
                     break
@@ -187,7 +189,67 @@ class ProjectorSet:
                     # A backlog (a rebuild, a restart's refold): the collector stays paused
                     # until it is read, not only during each batch (see _collector_paused).
                     paused.enter_context(_collector_paused(True))
+                if count == size and (limit is None or done < limit):
+                    # A full batch: more are waiting. Fold each next one while the one before
+                    # is written; then go on in line (which also picks up a stale fold).
+                    done += self._overlapped(None if limit is None else limit - done)
         return done
+
+    def _overlapped(self, limit: int | None) -> int:
+        """Project batches while the previous one commits on the writer thread: PostgreSQL's
+        ingest of batch N runs beside the fold of batch N+1. Each batch is still one
+        transaction with its positions (see ``projections.writer``). Returns how many events
+        were committed; stops early, having forgotten its fold, if another runner moved the
+        positions (the next ``step`` refolds)."""
+        done = taken = 0
+        with self._lock:
+            positions = [self._committed.get(v.name, -1) for v in self.views]
+            writer = BatchWriter(self._db())
+            inflight: tuple[Future[None], list[View], int, int] | None = None
+            try:
+                while limit is None or taken < limit:
+                    size = self.batch_size if limit is None else min(self.batch_size,
+                                                                     limit - taken)
+                    notifications = self.app.recorder.select_notifications(
+                        start=self.folded + 1, limit=size)
+                    if not notifications:
+                        break
+                    taken += len(notifications)
+                    with _collector_paused(len(notifications) > PIPELINE_MAX):
+                        self._apply(notifications, positions)
+                    last = notifications[-1].id
+                    if inflight is not None:
+                        done += self._landed(*inflight)
+                        inflight = None
+                    behind = [v for v, p in zip(self.views, positions, strict=True) if p < last]
+                    writes = RecordedWrites(pipelined=len(notifications) <= PIPELINE_MAX)
+                    for view in behind:
+                        view.flush(writes, self.fold)  # type: ignore[arg-type]
+                    expected = {v.name.value: p for v, p in zip(self.views, positions,
+                                                                 strict=True)}
+                    inflight = (writer.submit(Batch(writes, expected,
+                                                    [v.name.value for v in behind], last)),
+                                behind, last, len(notifications))
+                    self.folded = last
+                    positions = [max(p, last) for p in positions]
+                if inflight is not None:
+                    done += self._landed(*inflight)
+            except StaleBatch:
+                self._forget()
+            except BaseException:
+                self._forget()
+                raise
+            finally:
+                writer.close()
+        return done
+
+    def _landed(self, future: "Future[None]", behind: list[View], last: int, count: int) -> int:
+        """Wait for a batch written on the writer thread; tell its views it committed."""
+        future.result()
+        for view in behind:
+            view.committed(last)
+            self._committed[view.name] = last
+        return count
 
     def step(self, limit: int, stop: int | None = None) -> int:
         """Read one batch (up to notification id ``stop``, if given) and apply it; every write

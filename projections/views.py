@@ -468,13 +468,23 @@ class ResolutionHistory(View):
 
     def flush(self, cur: Cursor[Any], fold: Fold) -> None:
         self._resolve_all(fold.view)
+        # One statement each, by primary key: a batch that follows another truncates about
+        # one stored interval per pair it touches (thousands in a backlog's batch).
         if self.deletes:
-            cur.executemany("DELETE FROM relctl_rm_resolution WHERE tenant = %s AND task = %s "
-                            "AND valid_from = %s", list(self.deletes))
+            tenants, tasks, starts = zip(*self.deletes, strict=True)
+            cur.execute("DELETE FROM relctl_rm_resolution r USING unnest(%s::text[], "
+                        "%s::text[], %s::timestamptz[]) AS d(tenant, task, valid_from) "
+                        "WHERE r.tenant = d.tenant AND r.task = d.task "
+                        "AND r.valid_from = d.valid_from",
+                        (list(tenants), list(tasks), list(starts)))
         if self.truncations:
-            cur.executemany("UPDATE relctl_rm_resolution SET valid_to = %s WHERE tenant = %s "
-                            "AND task = %s AND valid_from = %s",
-                            [(end, *key) for key, end in self.truncations.items()])
+            tenants, tasks, starts = zip(*self.truncations, strict=True)
+            cur.execute("UPDATE relctl_rm_resolution r SET valid_to = t.valid_to FROM "
+                        "unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) "
+                        "AS t(tenant, task, valid_from, valid_to) WHERE r.tenant = t.tenant "
+                        "AND r.task = t.task AND r.valid_from = t.valid_from",
+                        (list(tenants), list(tasks), list(starts),
+                         list(self.truncations.values())))
         rows = sum(len(intervals) for _, intervals in self.pending.values())
         if rows >= COPY_MIN and not _pipelined(cur):
             self._copy(cur)
