@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = 20_000
 PIPELINE_MAX = 64
+PROBE = 1000
 _MISSING: Any = object()
 
 
@@ -181,6 +182,10 @@ class ProjectorSet:
         with ExitStack() as paused:
             while limit is None or done < limit:
                 size = self.batch_size if limit is None else min(self.batch_size, limit - done)
+                if done == 0:
+                    # A first batch no larger than needed to tell a backlog: it is written in
+                    # line, while every later one is written beside the next one's fold.
+                    size = min(size, PROBE)
                 count = self.step(size)
                 done += count
                 if count == 0:
