@@ -39,7 +39,14 @@ from relctl.projections.views import (
     content_hash_sql,
     snapshot,
 )
-from relctl.projections.writer import Batch, BatchWriter, RecordedWrites, StaleBatch
+from relctl.projections.writer import (
+    Batch,
+    BatchWriter,
+    RecordedWrites,
+    StaleBatch,
+    advance_positions,
+    lock_positions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -268,10 +275,7 @@ class ProjectorSet:
             stale = False
             try:
                 with conn.transaction(), conn.cursor() as cur:
-                    cur.execute(f"SELECT name, position FROM {TRACKING} "  # noqa: S608
-                                "WHERE name = ANY(%s) FOR UPDATE",
-                                ([v.name.value for v in self.views],))
-                    tracked = {name: int(pos) for name, pos in cur.fetchall()}
+                    tracked = lock_positions(cur, [v.name.value for v in self.views])
                     positions = [tracked.get(v.name.value, -1) for v in self.views]
                     # A view behind our fold was dropped (rebuilt) by someone else: our memory
                     # is of no use to it, so start again from the log's first event.
@@ -308,8 +312,7 @@ class ProjectorSet:
         with cur.connection.pipeline() if len(notifications) <= PIPELINE_MAX else nullcontext():
             for view in behind:
                 view.flush(cur, self.fold)
-            cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
-                        "WHERE name = ANY(%s)", (last, [v.name.value for v in behind]))
+            advance_positions(cur, last, [v.name.value for v in behind])
 
     def _apply(self, notifications: Sequence[Notification], positions: list[int]) -> None:
         mapper = self.app.mapper

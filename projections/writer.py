@@ -20,6 +20,20 @@ from psycopg import pq
 from relctl.projections.views import TRACKING
 
 
+def lock_positions(cur: psycopg.Cursor[Any], names: Sequence[str]) -> dict[str, int]:
+    """The tracked positions of the views ``names``, locked until the transaction ends: a
+    second runner waits here, then finds the batch already projected."""
+    cur.execute(f"SELECT name, position FROM {TRACKING} "  # noqa: S608
+                "WHERE name = ANY(%s) FOR UPDATE", (list(names),))
+    return {name: int(position) for name, position in cur.fetchall()}
+
+
+def advance_positions(cur: psycopg.Cursor[Any], last: int, names: Sequence[str]) -> None:
+    """Move the views ``names`` to ``last``, in the transaction that wrote their batch."""
+    cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
+                "WHERE name = ANY(%s)", (last, list(names)))
+
+
 class StaleBatch(Exception):  # noqa: N818 - a condition the runner handles, not an error
     """The tracking rows moved since this runner read them: the batch was not written."""
 
@@ -114,15 +128,11 @@ class BatchWriter:
         self.pool.shutdown(wait=True)
 
     def _commit(self, batch: Batch) -> None:
-        names: Sequence[str] = list(batch.expected)
         if not batch.advance:
             return
         with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute(f"SELECT name, position FROM {TRACKING} "  # noqa: S608
-                        "WHERE name = ANY(%s) FOR UPDATE", (names,))
-            if dict(cur.fetchall()) != batch.expected:
+            if lock_positions(cur, list(batch.expected)) != batch.expected:
                 raise StaleBatch(f"tracking positions moved (expected {batch.expected})")
             with self.conn.pipeline() if batch.writes.pipelined else nullcontext():
                 batch.writes.replay(cur)
-                cur.execute(f"UPDATE {TRACKING} SET position = %s "  # noqa: S608
-                            "WHERE name = ANY(%s)", (batch.last, batch.advance))
+                advance_positions(cur, batch.last, batch.advance)
