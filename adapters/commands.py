@@ -124,12 +124,15 @@ class CommandConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop``; offsets are committed only after a command was handled.
 
-        One group member per partition of the topic (``control_partitions``), so that each
-        member's fetches name one partition: brokers answer those as soon as a command arrives
-        even with a long wait (the embedded broker holds a fetch naming several partitions),
-        so an idle control plane polls rarely without delaying a decision. A second control
-        plane joins the same group and shares the partitions. Commands of one rollout share a
-        partition (the key), so they are still executed in order.
+        One group member per partition of the topic (``command_partitions``), so that each
+        member's fetches name one partition: the embedded broker holds a fetch naming several
+        partitions. The topic has one partition by default: decisions are rare, and on the
+        embedded broker four members (one per partition, the earlier default) delivered a
+        decision later than one (``bench_latency`` isolated, 40 trials each, back to back:
+        decision acked -> consumed p50/p90/p99 4.3/16.3/25.3 ms with four, 2.0/4.1/12.1 ms
+        with one), and each idle member costs its own empty fetches. A second control plane
+        joins the same group as a standby (or shares the partitions, if there are several).
+        Commands of one rollout share a partition (the key), so they are executed in order.
 
         Nothing may stop the control plane: a failed session is restarted after 1 s (offsets
         are not committed for an unhandled command, so it is consumed again)."""
@@ -137,7 +140,7 @@ class CommandConsumer:
         def restarting(exc: BaseException, _: float) -> None:
             logger.warning("command consumer restarting after: %r", exc)
 
-        members = max(1, self.settings.control_partitions)
+        members = max(1, self.settings.command_partitions)
         await asyncio.gather(*(
             retry_forever(lambda: self._session(stop), fixed(1.0), stop, restarting)
             for _ in range(members)))

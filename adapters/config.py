@@ -28,6 +28,9 @@ class Settings:
     kafka_bootstrap: str | None = None
     topic_prefix: str = "relctl"
     control_partitions: int = 4
+    # relctl.commands: one partition, so the control plane's single consumer-group member
+    # fetches one partition (see adapters/commands.py for why that is faster on the broker).
+    command_partitions: int = 1
     evaluation_partitions: int = 4
     api_host: str = "127.0.0.1"
     api_port: int = 8750
@@ -53,6 +56,7 @@ class Settings:
             kafka_bootstrap=os.environ.get("RELCTL_KAFKA_BOOTSTRAP") or None,
             topic_prefix=os.environ.get("RELCTL_TOPIC_PREFIX", "relctl"),
             control_partitions=_int("RELCTL_CONTROL_PARTITIONS", 4),
+            command_partitions=_int("RELCTL_COMMAND_PARTITIONS", 1),
             evaluation_partitions=_int("RELCTL_EVALUATION_PARTITIONS", 4),
             api_host=os.environ.get("RELCTL_API_HOST", "127.0.0.1"),
             api_port=_int("RELCTL_API_PORT", 8750),

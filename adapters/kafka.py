@@ -29,7 +29,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("control"), settings.control_partitions),
         TopicSpec(settings.topic("evaluations"), settings.evaluation_partitions),
         TopicSpec(settings.topic("alerts"), 1),
-        TopicSpec(settings.topic("commands"), settings.control_partitions),
+        TopicSpec(settings.topic("commands"), settings.command_partitions),
         TopicSpec(settings.topic("dlq"), 1),
         # Guard verdict changes, keyed by rollout (the control plane keeps the latest per rule).
         TopicSpec(settings.topic("verdicts"), settings.control_partitions),

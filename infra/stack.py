@@ -225,7 +225,8 @@ class Stack:
                "RELCTL_TOPIC_PREFIX": self.settings.topic_prefix,
                "RELCTL_DATA_DIR": str(self.data_dir),
                "RELCTL_EVALUATION_PARTITIONS": str(self.settings.evaluation_partitions),
-               "RELCTL_CONTROL_PARTITIONS": str(self.settings.control_partitions)}
+               "RELCTL_CONTROL_PARTITIONS": str(self.settings.control_partitions),
+               "RELCTL_COMMAND_PARTITIONS": str(self.settings.command_partitions)}
         log_path = self.data_dir / "worker.log"
         for number in range(self.workers):
             if self.settings.worker_metrics_port:  # one metrics port per worker

@@ -27,7 +27,7 @@ def worker_topics(app: Any, settings: Settings) -> WorkerTopics:
     return WorkerTopics(
         evaluations=topic("evaluations", partitions),
         partials=topic("guard-partials", partitions),
-        commands=topic("commands", settings.control_partitions),
+        commands=topic("commands", settings.command_partitions),
         alerts=topic("alerts", 1),
         dlq=topic("dlq", 1),
         verdicts=topic("verdicts", settings.control_partitions),

@@ -33,7 +33,7 @@ def decision_ids(runtime: Runtime) -> int:
     """How many distinct decisions the guard published on relctl.commands."""
     settings = runtime.settings
     records = read_topic(settings.kafka_bootstrap or "", settings.topic("commands"),
-                         settings.control_partitions, 1, timeout=3, raw=True)
+                         settings.command_partitions, 1, timeout=3, raw=True)
     return len({r["ce_id"] for r in records})
 
 
