@@ -66,8 +66,11 @@ class ControlPlaneThread:
 def read_metric(port: int, name: str, **labels: str) -> float | None:
     """One sample (exact label set) from a Prometheus endpoint on loopback, or None."""
     try:
-        # Uncompressed: gzip would be CPU the observed process spends for the observer.
+        # Uncompressed: gzip would be CPU the observed process spends for the observer. Only
+        # the one metric (``name[]``): the whole page grows with every task and rollout the
+        # worker has seen, and rendering it holds the worker's interpreter lock.
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2,
+                         params={"name[]": name},
                          headers={"Accept-Encoding": "identity"}).text
     except httpx.HTTPError:
         return None
