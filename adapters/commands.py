@@ -128,9 +128,9 @@ class CommandConsumer:
         member's fetches name one partition: the embedded broker holds a fetch naming several
         partitions. The topic has one partition by default: decisions are rare, and on the
         embedded broker four members (one per partition, the earlier default) delivered a
-        decision later than one (``bench_latency`` isolated, 40 trials each, back to back:
-        decision acked -> consumed p50/p90/p99 4.3/16.3/25.3 ms with four, 2.0/4.1/12.1 ms
-        with one), and each idle member costs its own empty fetches. A second control plane
+        decision later than one (``bench_latency``, isolated: decision acked -> consumed
+        p90 17-22 ms with four, 5.6-5.9 ms with one; README, "Breach to rollback"), and each
+        idle member costs its own empty fetches. A second control plane
         joins the same group as a standby (or shares the partitions, if there are several).
         Commands of one rollout share a partition (the key), so they are executed in order.
 
