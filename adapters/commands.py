@@ -130,9 +130,9 @@ class CommandConsumer:
         embedded broker four members (one per partition, the earlier default) delivered a
         decision later than one (``bench_latency``, isolated: decision acked -> consumed
         p90 17-22 ms with four, 5.6-5.9 ms with one; README, "Breach to rollback"), and each
-        idle member costs its own empty fetches. A second control plane
-        joins the same group as a standby (or shares the partitions, if there are several).
-        Commands of one rollout share a partition (the key), so they are executed in order.
+        idle member costs its own empty fetches. A second control plane joins the same group
+        as a standby (or shares the partitions, if there are several). Commands of one rollout
+        share a partition (the key), so they are executed in order.
 
         Nothing may stop the control plane: a failed session is restarted after 1 s (offsets
         are not committed for an unhandled command, so it is consumed again)."""
